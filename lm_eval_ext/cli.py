@@ -94,6 +94,10 @@ def _cmd_check(args) -> int:
     print(f"{len(results)} samples of {len(counts)} problems -> {out}")
     print("statuses: " + ", ".join(f"{k}={v}" for k, v in sorted(statuses.items())))
     print(f"mean PU over problems: {sum(pus) / len(pus):.6f}")
+    if statuses.get("sandbox_error"):
+        print(f"error: the sandbox could not run {statuses['sandbox_error']} samples (status sandbox_error): "
+              "their verdicts say nothing about the model", file=sys.stderr)
+        return 1
     if args.verbose:
         for tid, (n, c) in counts.items():
             e = estimate_instance(n, c)

@@ -61,6 +61,12 @@ class PassUntilExecuteFilter(Filter):
                                          cache=cache, progress="passuntil_execute")
         finally:
             cache.close()
+        broken = [v.detail for v in verdicts if v.status == "sandbox_error"]
+        if broken:
+            # Not the model's fault: scoring these as failures would silently
+            # bias PU towards 0. Stop and say why.
+            raise RuntimeError(f"passuntil_execute: the sandbox could not run {len(broken)} of "
+                               f"{len(verdicts)} programs (first: {broken[0]}); see `lm-eval-ext sandbox-info`")
         out, pos = [], 0
         for k in shape:
             out.append([v.status for v in verdicts[pos:pos + k]])

@@ -115,3 +115,27 @@ def test_check_command_rejects_unknown_task_and_bad_lines(tmp_path):
     samples.write_text('{"task_id": "HumanEval/0"}\nnot json\n')
     r = _cli("check", str(samples), "--confirm_run_unsafe_code", cwd=tmp_path)
     assert r.returncode != 0 and "s.jsonl:1" in r.stderr
+
+
+def test_filter_keeps_every_repeat_in_order():
+    from lm_eval_ext.filters import PassUntilExecuteFilter
+
+    out = PassUntilExecuteFilter(timeout=2).apply([[GOOD, BAD, GOOD], [BAD]], [ADD, ADD])
+    assert out == [["passed", "failed", "passed"], ["failed"]]
+
+
+def test_filter_refuses_to_score_when_the_sandbox_is_broken(monkeypatch):
+    from lm_eval_ext.filters import PassUntilExecuteFilter
+
+    monkeypatch.setattr(checker, "run_program", lambda *a, **k: Verdict("sandbox_error", "landlock failed"))
+    with pytest.raises(RuntimeError, match="could not run 2 of 2 programs.*landlock failed"):
+        PassUntilExecuteFilter().apply([[GOOD, BAD]], [ADD])
+
+
+def test_filter_options_and_fields_are_checked():
+    from lm_eval_ext.filters import PassUntilExecuteFilter
+
+    with pytest.raises(ValueError, match="unknown option"):
+        PassUntilExecuteFilter(timout=3)
+    with pytest.raises(ValueError, match=r"document 0 lacks field\(s\) \['test'\]"):
+        PassUntilExecuteFilter().apply([[GOOD]], [{"prompt": "x", "entry_point": "f"}])

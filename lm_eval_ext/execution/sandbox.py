@@ -142,12 +142,14 @@ def _mode() -> str:
 def _spawn(job: dict, wrapper: list[str], limits: Limits) -> tuple[dict | None, str]:
     """Start the launcher, feed it the job, wait for its verdict within the limit.
 
-    Returns (verdict or None, diagnostic text).
+    Returns (verdict or None, the launcher's stderr for diagnosis). Whatever
+    happens, the process group is killed and the temporary directory removed.
     """
     workdir = tempfile.mkdtemp(prefix="lm_eval_ext_exec_")
     verdict_r, verdict_w = os.pipe()
     err = tempfile.TemporaryFile()
     proc = None
+    verdict = None
     try:
         # pass_fds keeps the descriptor's number: tell the launcher which it is.
         job = dict(job, limits=limits.to_job(), read_paths=list(_read_paths()), verdict_fd=verdict_w)
@@ -169,7 +171,7 @@ def _spawn(job: dict, wrapper: list[str], limits: Limits) -> tuple[dict | None, 
         # namespace creation are not the program's time.
         deadline = time.monotonic() + limits.timeout + 5.0
         data = b""
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and len(data) < 1 << 20:
             ready, _, _ = select.select([verdict_r], [], [], max(0.0, deadline - time.monotonic()))
             if not ready:
                 break
@@ -177,28 +179,25 @@ def _spawn(job: dict, wrapper: list[str], limits: Limits) -> tuple[dict | None, 
             if not chunk:
                 break
             data += chunk
-            if len(data) > 1 << 20:
-                break
-        verdict = None
+            if len(data) >= 4 and len(data) >= 4 + struct.unpack(">I", data[:4])[0]:
+                break  # a whole verdict: no need to wait for the teardown
         if len(data) >= 4:
             (n,) = struct.unpack(">I", data[:4])
             try:
                 verdict = launcher.decode(data[4:4 + n])
             except (ValueError, TypeError, UnicodeDecodeError):
                 verdict = None
-        return verdict if isinstance(verdict, dict) else None, ""
     finally:
         if proc is not None:
             _kill_group(proc)
-            err.seek(0)
-            diag = err.read(4000).decode("utf-8", "replace")
-            if diag.strip():
-                log.debug("launcher stderr: %s", diag)
+        err.seek(0)
+        diag = err.read(4000).decode("utf-8", "replace")
         err.close()
         os.close(verdict_r)
         if verdict_w >= 0:
             os.close(verdict_w)
         shutil.rmtree(workdir, ignore_errors=True)
+    return (verdict if isinstance(verdict, dict) else None), diag
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -262,7 +261,13 @@ def run_program(prompt: str, completion: str, test: str, entry_point: str,
     verdict, diag = _spawn(job, list(_WRAPPER), limits)
     elapsed = round(time.monotonic() - t0, 4)
     if verdict is None:
-        return Verdict("timeout", "no verdict within %.1fs" % limits.timeout, elapsed)
+        if elapsed >= limits.timeout:
+            return Verdict("timeout", "no verdict within %.1fs" % limits.timeout, elapsed)
+        # The supervisor died without a verdict: the program killed it (only
+        # possible without Landlock signal scoping) or the launcher broke.
+        if diag.strip():
+            log.warning("sandbox launcher ended without a verdict: %s", diag.strip()[-1000:])
+        return Verdict("failed", "the sandbox supervisor ended without a verdict", elapsed)
     status = verdict.get("status")
     if status not in ("passed", "failed", "timeout", "sandbox_error"):
         return Verdict("sandbox_error", "unexpected launcher reply", elapsed)
