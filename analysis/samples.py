@@ -8,11 +8,12 @@ carries ``n_samples`` and ``n_passed`` (and the verdict of every sample in
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pandas as pd
+
+from lm_eval_ext.jsonl import iter_jsonl
 
 _SAMPLES_RE = re.compile(r"^samples_(?P<task>.+)_(?P<stamp>\d{4}-\d{2}-\d{2}T[\d\-.]+)\.jsonl$")
 
@@ -40,16 +41,9 @@ def read_passuntil_counts(path: str | Path) -> pd.DataFrame:
     for f in files:
         m = _SAMPLES_RE.match(f.name)
         task = m.group("task") if m else f.stem
-        with open(f, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{f}:{lineno}: not valid JSON ({exc.msg})") from None
-                if "n_samples" not in rec or "n_passed" not in rec:
-                    raise ValueError(f"{f}:{lineno}: no n_samples/n_passed: not a PassUntil task's samples")
-                rows.append({"file": str(f), "task": task, "doc_id": rec.get("doc_id"),
-                             "n": int(rec["n_samples"]), "c": int(rec["n_passed"])})
+        for lineno, rec in iter_jsonl(f):
+            if not isinstance(rec, dict) or "n_samples" not in rec or "n_passed" not in rec:
+                raise ValueError(f"{f}:{lineno}: no n_samples/n_passed: not a PassUntil task's samples")
+            rows.append({"file": str(f), "task": task, "doc_id": rec.get("doc_id"),
+                         "n": int(rec["n_samples"]), "c": int(rec["n_passed"])})
     return pd.DataFrame(rows, columns=["file", "task", "doc_id", "n", "c"])

@@ -32,22 +32,17 @@ def _cmd_sandbox_info(args) -> int:
 
 
 def _read_samples(path: Path) -> list[dict]:
-    import gzip
+    from .jsonl import iter_jsonl
 
-    opener = gzip.open if path.suffix == ".gz" else open
     rows = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SystemExit(f"{path}:{lineno}: not valid JSON ({exc.msg})")
+    try:
+        for lineno, row in iter_jsonl(path):
             if not isinstance(row, dict) or not isinstance(row.get("task_id"), str) \
                     or not isinstance(row.get("completion"), str):
                 raise SystemExit(f"{path}:{lineno}: a sample needs string fields task_id and completion")
             rows.append(row)
+    except (ValueError, FileNotFoundError) as exc:
+        raise SystemExit(str(exc))
     return rows
 
 
@@ -62,10 +57,11 @@ def _cmd_check(args) -> int:
     from .passuntil import estimate_instance, pass_at_k
 
     samples_path = Path(args.samples)
-    if not samples_path.is_file():
-        raise SystemExit(f"samples file not found: {samples_path}")
     samples = _read_samples(samples_path)
-    problems, origin = load_problems(args.problems)
+    try:
+        problems, origin = load_problems(args.problems)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        raise SystemExit(f"problems: {exc}")
     by_id = {p["task_id"]: p for p in problems}
     out = Path(args.out) if args.out else samples_path.with_name(samples_path.name + "_results.jsonl")
     cache = VerdictCache(args.cache) if args.cache else None

