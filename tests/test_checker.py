@@ -139,3 +139,15 @@ def test_filter_options_and_fields_are_checked():
         PassUntilExecuteFilter(timout=3)
     with pytest.raises(ValueError, match=r"document 0 lacks field\(s\) \['test'\]"):
         PassUntilExecuteFilter().apply([[GOOD]], [{"prompt": "x", "entry_point": "f"}])
+
+
+def test_programs_that_do_not_parse_fail_without_a_sandbox(monkeypatch):
+    from lm_eval_ext.execution import run_program, sandbox
+
+    def no_spawn(*a, **k):
+        raise AssertionError("a sandbox was started for a program that does not parse")
+
+    monkeypatch.setattr(sandbox, "_spawn", no_spawn)
+    for bad in ("    return a +\n", "    return a\x00\n", "    return " + "(" * 300 + "a" + ")" * 300 + "\n"):
+        v = run_program(ADD["prompt"], bad, ADD["test"], "add")
+        assert v.status == "failed" and v.detail.startswith("program did not load")

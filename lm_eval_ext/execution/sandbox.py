@@ -255,6 +255,15 @@ def run_program(prompt: str, completion: str, test: str, entry_point: str,
     """Run ``prompt + completion`` in the sandbox and ``check(entry_point)`` from
     ``test`` against it. Never raises for anything the program does."""
     limits = limits or Limits()
+    # Small models write a lot of code that does not even parse. Compiling
+    # runs none of it (CPython bounds nesting and constant folding), so such
+    # programs fail here without the cost of a sandbox.
+    t0 = time.monotonic()
+    try:
+        compile(prompt + completion, "<candidate>", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
+        return Verdict("failed", ("program did not load: %s: %s" % (type(exc).__name__, exc))[:500],
+                       round(time.monotonic() - t0, 4))
     isolation()
     job = {"prompt": prompt, "completion": completion, "test": test, "entry_point": entry_point}
     t0 = time.monotonic()
