@@ -3,6 +3,7 @@
     task-dir        print the directory to pass to lm_eval --include_path
     sandbox-info    say what isolation the code-execution sandbox has here
     check           score human-eval-format samples (task_id, completion)
+    passuntil       sample a task adaptively until every instance passes r times
 """
 
 from __future__ import annotations
@@ -102,6 +103,36 @@ def _cmd_check(args) -> int:
     return 0
 
 
+def _cmd_passuntil(args) -> int:
+    from .adaptive import StopRule
+    from .adaptive_runner import SettingsMismatch, run_adaptive
+
+    try:
+        rule = StopRule(r=args.r, cap=args.cap, first=args.first, growth=args.growth,
+                        rel_precision=args.rel_precision, budget=args.budget)
+        metadata = json.loads(args.metadata) if args.metadata else None
+        ks = [int(k) for k in args.pass_at_k.split(",") if k.strip()]
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise SystemExit(f"error: {exc}")
+    include = args.include_path
+    if include is None and args.tasks.startswith("passuntil_"):
+        from . import task_dir
+
+        include = str(task_dir())
+    try:
+        res = run_adaptive(args.tasks, args.model, args.model_args, output_path=args.output_path, rule=rule,
+                           seed=args.seed, include_path=include, limit=args.limit, metadata=metadata,
+                           gen_kwargs=args.gen_kwargs, batch_size=args.batch_size, device=args.device,
+                           chunk_samples=args.chunk_samples, ks=ks,
+                           confirm_run_unsafe_code=args.confirm_run_unsafe_code,
+                           shared_prefix=not args.no_shared_prefix)
+    except SettingsMismatch as exc:
+        raise SystemExit(f"error: {exc}")
+    (task,) = res["results"]
+    print(json.dumps({"results": res["results"][task], "passuntil": res["passuntil"]}, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lm-eval-ext", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -121,6 +152,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--confirm_run_unsafe_code", action="store_true", help="required: this runs model code")
     p.add_argument("-v", "--verbose", action="store_true", help="print every problem's counts")
     p.set_defaults(fn=_cmd_check)
+    a = sub.add_parser("passuntil", help="adaptive sample-until-pass through lm-eval (resumable)")
+    a.add_argument("--model", default="hf", help="lm-eval model backend (hf, vllm, local-completions, ...)")
+    a.add_argument("--model_args", default="", help="as for lm_eval, e.g. pretrained=DIR,dtype=float32")
+    a.add_argument("--tasks", required=True, help="one generate_until task with a pass/fail filter")
+    a.add_argument("--include_path", default=None, help="task directory (default: this package's for passuntil_*)")
+    a.add_argument("--output_path", required=True, help="directory for state, completions and results")
+    a.add_argument("--r", type=int, default=2, help="stop an instance at r passes (default 2)")
+    a.add_argument("--cap", type=int, default=10_000, help="most samples per instance (default 10^4)")
+    a.add_argument("--first", type=int, default=8, help="samples per instance in the first round")
+    a.add_argument("--growth", type=float, default=2.0, help="per-round growth of the batch (default 2)")
+    a.add_argument("--rel_precision", type=float, default=None,
+                   help="also stop an instance once its interval half-width is this fraction of its estimate")
+    a.add_argument("--budget", type=int, default=None, help="total samples for the whole task")
+    a.add_argument("--seed", type=int, default=1234)
+    a.add_argument("--limit", type=int, default=None, help="only the first N instances")
+    a.add_argument("--metadata", default=None, help="JSON passed to the task, as lm_eval --metadata")
+    a.add_argument("--gen_kwargs", default=None, help="as lm_eval --gen_kwargs")
+    a.add_argument("--batch_size", type=int, default=None)
+    a.add_argument("--device", default=None)
+    a.add_argument("--chunk_samples", type=int, default=4096,
+                   help="samples per lm-eval call, i.e. per checkpoint of the state")
+    a.add_argument("--pass_at_k", default="1", help="comma-separated k for pass@k (default 1)")
+    a.add_argument("--no_shared_prefix", action="store_true",
+                   help="with --model hf, do not share the prompt's prefill across samples")
+    a.add_argument("--confirm_run_unsafe_code", action="store_true")
+    a.set_defaults(fn=_cmd_passuntil)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     return args.fn(args)

@@ -72,3 +72,39 @@ class PassUntilExecuteFilter(Filter):
             out.append([v.status for v in verdicts[pos:pos + k]])
             pos += k
         return out
+
+
+class PassUntilExactMatchFilter(Filter):
+    """Turn each sample into ``"passed"``/``"failed"`` by exact match with the
+    doc's answer(s) after a documented normalisation.
+
+    Options: ``target_field`` (doc field holding one answer or a list of
+    acceptable answers; default ``target``), ``first_line`` (keep only the
+    completion's first line; default true), ``lowercase`` (default false).
+    Both sides are stripped of surrounding whitespace. Nothing else is
+    normalised, so a sample passes only if it says exactly the answer.
+    """
+
+    def __init__(self, target_field: str = "target", first_line: bool = True, lowercase: bool = False,
+                 **kwargs) -> None:
+        if kwargs:
+            raise ValueError(f"passuntil_exact_match: unknown option(s) {sorted(kwargs)}")
+        self.target_field, self.first_line, self.lowercase = target_field, bool(first_line), bool(lowercase)
+
+    def normalize(self, text: str) -> str:
+        if self.first_line:
+            text = text.strip().split("\n", 1)[0]
+        text = text.strip()
+        return text.lower() if self.lowercase else text
+
+    def apply(self, resps, docs):
+        out = []
+        for i, (samples, doc) in enumerate(zip(resps, docs)):
+            gold = doc.get(self.target_field) if isinstance(doc, dict) else None
+            golds = gold if isinstance(gold, (list, tuple)) else [gold]
+            if not golds or not all(isinstance(g, str) for g in golds):
+                raise ValueError(f"passuntil_exact_match: document {i} has no string answer(s) in field "
+                                 f"{self.target_field!r}")
+            accept = {self.normalize(g) for g in golds}
+            out.append(["passed" if self.normalize(s) in accept else "failed" for s in samples])
+        return out

@@ -23,13 +23,13 @@ import lm_eval.filters  # noqa: F401  (built-in filters first)
 from lm_eval.api import registry
 
 from . import metrics
-from .filters import PassUntilExecuteFilter
+from .filters import PassUntilExactMatchFilter, PassUntilExecuteFilter
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _done = False
 
-FILTERS = {"passuntil_execute": PassUntilExecuteFilter}
+FILTERS = {"passuntil_execute": PassUntilExecuteFilter, "passuntil_exact_match": PassUntilExactMatchFilter}
 
 
 def _add(reg, name, obj, what):

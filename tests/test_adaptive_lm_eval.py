@@ -1,0 +1,134 @@
+"""The adaptive sampler through the real lm-eval path on a tiny local model,
+killed with SIGKILL in the middle and resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+TOKENS = [" a", " b", " c", "e", "s", "t", "(", ")", ":", " =", " x", " in"]
+
+
+def make_task(tmp_path):
+    data = tmp_path / "data.jsonl"
+    rows = [{"prompt": "def f(x):\n    return", "target": TOKENS}, {"prompt": "import", "target": TOKENS[:4]},
+            {"prompt": "for i", "target": TOKENS[4:]}, {"prompt": "x", "target": ["NEVER_EVER"]}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "toy.yaml").write_text(f"""task: toy_passuntil
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: generate_until
+doc_to_text: "{{{{prompt}}}}"
+doc_to_target: "{{{{target[0]}}}}"
+generation_kwargs:
+  until: ["\\n"]
+  max_gen_toks: 1
+  do_sample: true
+  temperature: 1.0
+filter_list:
+  - name: passuntil
+    filter:
+      - function: passuntil_exact_match
+        first_line: false
+metric_list:
+  - metric: pu
+    aggregation: mean
+    higher_is_better: true
+""")
+    return tasks
+
+
+def cmd(model_dir, tasks, out):
+    return [sys.executable, "-m", "lm_eval_ext", "passuntil", "--model", "hf",
+            "--model_args", f"pretrained={model_dir},dtype=float32", "--device", "cpu", "--batch_size", "32",
+            "--tasks", "toy_passuntil", "--include_path", str(tasks), "--output_path", str(out),
+            "--r", "2", "--cap", "256", "--first", "4", "--chunk_samples", "8", "--pass_at_k", "1,4"]
+
+
+def env():
+    return dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+                TOKENIZERS_PARALLELISM="false")
+
+
+def outcomes(out):
+    state = json.loads((out / "passuntil_state.json").read_text())
+    return {d: i["outcomes"] for d, i in state["instances"].items()}, state
+
+
+@pytest.mark.slow
+def test_kill_and_resume_through_lm_eval(tiny_model_dir, tmp_path):
+    tasks = make_task(tmp_path)
+    ref = tmp_path / "ref"
+    done = subprocess.run(cmd(tiny_model_dir, tasks, ref), env=env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ref_out, ref_state = outcomes(ref)
+    assert ref_state["finished"]
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(cmd(tiny_model_dir, tasks, killed), env=env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    state_file = killed / "passuntil_state.json"
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline:
+            if state_file.exists():
+                st = json.loads(state_file.read_text())
+                if st["round"] >= 2 and not st["finished"]:
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the run made no progress to kill")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    part, part_state = outcomes(killed)
+    assert not part_state["finished"] and 0 < sum(map(len, part.values())) < sum(map(len, ref_out.values()))
+
+    again = subprocess.run(cmd(tiny_model_dir, tasks, killed), env=env(), capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    resumed, state = outcomes(killed)
+    assert resumed == ref_out  # same samples, same verdicts, same order
+    assert state["finished"]
+    # The stop reasons make sense: the impossible instance ran to the cap.
+    assert state["instances"]["3"]["stop"] == "cap" and len(resumed["3"]) == 256
+    assert any(i["stop"] == "r_passes" for i in state["instances"].values())
+
+    # Results and samples in lm-eval's format for the whole run.
+    res_files = list(killed.rglob("results_*.json"))
+    assert len(res_files) == 1
+    res = json.loads(res_files[0].read_text())
+    m = res["results"]["toy_passuntil"]
+    assert m["n_samples,passuntil"] == sum(map(len, ref_out.values()))
+    for key in ("pu,passuntil", "pu_stderr,passuntil", "pu_censored,passuntil", "pass@1,passuntil",
+                "pass@4,passuntil"):
+        assert key in m
+    assert res["passuntil"]["rule"]["r"] == 2 and res["passuntil"]["samples_spent"] == m["n_samples,passuntil"]
+    lines = [json.loads(x) for x in next(killed.rglob("samples_toy_passuntil_*.jsonl")).read_text().splitlines()]
+    assert [x["doc_id"] for x in lines] == [0, 1, 2, 3]
+    for x in lines:
+        o = resumed[str(x["doc_id"])]
+        assert x["n_samples"] == len(o) and x["n_passed"] == o.count("1")
+        assert len(x["resps"][0]) == len(o)  # every completion, once, despite the kill
+        if x["pu_stop"] == "r_passes":
+            k = x["pu_K"]
+            assert o[:k].count("1") == 2 and o[k - 1] == "1"
+            assert x["pu"] == pytest.approx(1 / (k - 1))
+    assert lines[3]["pu_censored"] == 1 and lines[3]["pu_interval"][0] == 0.0
+
+    # Rerunning a finished run only rewrites the outputs; other settings are refused.
+    other = cmd(tiny_model_dir, tasks, killed)
+    other[other.index("--r") + 1] = "3"
+    refused = subprocess.run(other, env=env(), capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "other settings" in refused.stderr
