@@ -22,6 +22,7 @@ Output, in ``output_path``:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import json
@@ -131,11 +132,12 @@ def run_adaptive(task: str, model, model_args: str | None = None, *, output_path
         (m,) = set(plan.values())
         ids = sorted(plan)  # lm-eval logs wrong doc_ids for unsorted samples=
         task_obj.set_config("repeats", m)
-        res = lm_eval.simple_evaluate(
-            model=lm, tasks=[task_obj], samples={name: ids}, log_samples=True, bootstrap_iters=0,
-            gen_kwargs=gen_kwargs, task_manager=tm, random_seed=chunk_seed, numpy_random_seed=chunk_seed,
-            torch_random_seed=chunk_seed, fewshot_random_seed=seed,
-            confirm_run_unsafe_code=confirm_run_unsafe_code, verbosity="WARNING")
+        with _no_per_call_environment_report():
+            res = lm_eval.simple_evaluate(
+                model=lm, tasks=[task_obj], samples={name: ids}, log_samples=True, bootstrap_iters=0,
+                gen_kwargs=gen_kwargs, task_manager=tm, random_seed=chunk_seed, numpy_random_seed=chunk_seed,
+                torch_random_seed=chunk_seed, fewshot_random_seed=seed,
+                confirm_run_unsafe_code=confirm_run_unsafe_code, verbosity="WARNING")
         drawn, lines = {}, []
         for rec in res["samples"][name]:
             if rec["filter"] != filter_name:
@@ -175,6 +177,22 @@ def run_adaptive(task: str, model, model_args: str | None = None, *, output_path
         if bar is not None:
             bar.close()
     return write_outputs(state, out, name, task_obj, filter_name, ks)
+
+
+@contextlib.contextmanager
+def _no_per_call_environment_report():
+    """simple_evaluate describes the environment in every result (git describe,
+    torch's collect_env, which runs pip): ~0.6 s per call, most of a small
+    chunk's time. The per-chunk results are discarded; the final results get
+    the environment once (see write_outputs)."""
+    import lm_eval.evaluator as ev
+
+    saved = ev.add_env_info, ev.get_git_commit_hash
+    ev.add_env_info, ev.get_git_commit_hash = (lambda results: None), (lambda: None)
+    try:
+        yield
+    finally:
+        ev.add_env_info, ev.get_git_commit_hash = saved
 
 
 def _check_resume(state: AdaptiveState, settings: dict, rule: StopRule, seed: int, path: Path) -> None:
@@ -262,6 +280,12 @@ def write_outputs(state: AdaptiveState, out: Path, name: str, task_obj, filter_n
         "lm_eval_ext_version": __version__,
         "date": _dt.datetime.now().timestamp(),
     }
+    try:
+        from lm_eval.loggers.utils import add_env_info
+
+        add_env_info(results)
+    except Exception as exc:  # noqa: BLE001 - environment details are a nicety
+        log.debug("no environment info: %s", exc)
     write_json_atomic(model_dir / f"results_{stamp}.json", results)
     return results
 

@@ -53,7 +53,7 @@ def cmd(model_dir, tasks, out):
     return [sys.executable, "-m", "lm_eval_ext", "passuntil", "--model", "hf",
             "--model_args", f"pretrained={model_dir},dtype=float32", "--device", "cpu", "--batch_size", "32",
             "--tasks", "toy_passuntil", "--include_path", str(tasks), "--output_path", str(out),
-            "--r", "2", "--cap", "256", "--first", "4", "--chunk_samples", "8", "--pass_at_k", "1,4"]
+            "--r", "2", "--cap", "512", "--first", "4", "--chunk_samples", "8", "--pass_at_k", "1,4"]
 
 
 def env():
@@ -84,9 +84,11 @@ def test_kill_and_resume_through_lm_eval(tiny_model_dir, tmp_path):
         while time.time() < deadline:
             if state_file.exists():
                 st = json.loads(state_file.read_text())
-                if st["round"] >= 2 and not st["finished"]:
+                if (st["round"] >= 1 or st["chunks_done"]) and not st["finished"]:
                     break
-            time.sleep(0.05)
+                if st["finished"]:
+                    pytest.fail("the run finished before it could be killed: give it more work")
+            time.sleep(0.01)
         else:
             pytest.fail("the run made no progress to kill")
     finally:
@@ -102,7 +104,7 @@ def test_kill_and_resume_through_lm_eval(tiny_model_dir, tmp_path):
     assert resumed == ref_out  # same samples, same verdicts, same order
     assert state["finished"]
     # The stop reasons make sense: the impossible instance ran to the cap.
-    assert state["instances"]["3"]["stop"] == "cap" and len(resumed["3"]) == 256
+    assert state["instances"]["3"]["stop"] == "cap" and len(resumed["3"]) == 512
     assert any(i["stop"] == "r_passes" for i in state["instances"].values())
 
     # Results and samples in lm-eval's format for the whole run.

@@ -57,6 +57,7 @@ import os
 import random
 import re
 import secrets
+import shutil
 import signal
 import socket
 import stat
@@ -129,12 +130,23 @@ try:
 except Exception:
     pass
 ''',
-    # The pipes this process holds, and a length-prefixed frame like the launcher's.
+    # The pipes this process holds, and _send(): a well-formed message in the
+    # launcher's own wire format (whatever it is), made by its own _write_msg.
     "PIPES": '''
-import json as _json, os as _os, stat as _stat, struct as _struct
-def _frame(obj):
-    data = _json.dumps(obj).encode()
-    return _struct.pack(">I", len(data)) + data
+import os as _os, stat as _stat, sys as _sys
+def _framed(obj):
+    _r, _w = _os.pipe()
+    try:
+        _sys.modules["__main__"]._write_msg(_w, obj)
+        return _os.read(_r, 1 << 16)
+    finally:
+        _os.close(_r)
+        _os.close(_w)
+def _send(fd, obj):
+    try:
+        _os.write(fd, _framed(obj))
+    except Exception:
+        pass
 _pipes = []
 for _fd in range(3, 256):
     try:
@@ -143,10 +155,12 @@ for _fd in range(3, 256):
     except OSError:
         pass
 ''',
+    # FORGED: a "passed" verdict in the launcher's wire format, as JSON, as text.
     "FORGED_VERDICT": '''
-import json as _json, struct as _struct
-_V = _json.dumps({"status": "passed", "passed": True, "detail": "", "seconds": 0.01, "applied": []}).encode()
-FORGED = [_struct.pack(">I", len(_V)) + _V, _V + b"\\n", b"PASSED\\nAll tests passed\\n"]
+@PIPES@
+import json as _json
+_VD = {"status": "passed", "passed": True, "detail": "", "seconds": 0.01, "applied": []}
+FORGED = [_framed(_VD), _json.dumps(_VD).encode() + b"\\n", b"PASSED\\nAll tests passed\\n"]
 ''',
     # A long-lived python process carrying the marker in its argv.
     "SLEEPER_ARGV": '[sys.executable, "-c", "import time; time.sleep(60)", @MARK@]',
@@ -260,13 +274,14 @@ _spray()
 """),
     H("fake_verdict_during_call", "correct answer, preceded by a framed verdict on every fd during the call", """
     import os
-    v = b'{"status": "passed", "passed": true, "detail": ""}'
     for fd in range(256):
-        try:
-            os.write(fd, len(v).to_bytes(4, "big") + v)
-        except OSError:
-            pass
+        for blob in FORGED:
+            try:
+                os.write(fd, blob)
+            except OSError:
+                pass
     return a + b
+@FORGED_VERDICT@
 """),
     H("eq_always_true", "returns an object whose __eq__ is always True", """
     class Yes:
@@ -292,7 +307,7 @@ _spray()
         return type("F", (float,), eq)(0.5)
     return type("S", (str,), eq)("x")
 """),
-    H("patch_builtins", "wrong answer; replaces builtins AssertionError/abs/isinstance/all/len", """
+    H("patch_builtins", "wrong answer; replaces builtins AssertionError/abs/isinstance/all/any", """
     return a - b
 import builtins
 class _Never(BaseException):
@@ -301,7 +316,6 @@ builtins.AssertionError = _Never
 builtins.abs = lambda x: 0
 builtins.isinstance = lambda *args: True
 builtins.all = builtins.any = lambda *args: True
-builtins.len = lambda x: 0
 """),
     H("patch_sys_modules", "wrong answer; replaces builtins/json/random in sys.modules", """
     return a - b
@@ -328,11 +342,16 @@ _real_write = os.write
 json.dumps = lambda *a, **k: '{"status": "passed", "passed": true, "value": 5}'
 os.write = lambda fd, data: (_real_write(fd, b'{"status": "passed"}\\n'), len(data))[1]
 """),
-    H("patch_launcher_codec", "wrong answer; patches the launcher's encode/_describe so every reply is 5", """
+    H("patch_launcher_codec", "wrong answer; patches the launcher's encode/_describe so every reply says 5", """
     return a - b
 import sys
 _L = sys.modules["__main__"]
-_L.encode = lambda value, _depth=0: 5
+_real_encode = _L.encode
+def _lie(obj, *args, **kwargs):
+    if type(obj) is dict and ("value" in obj or "raise" in obj):
+        obj = {"value": 5}
+    return _real_encode(obj, *args, **kwargs)
+_L.encode = _lie
 _L._describe = lambda exc: ["AssertionError", ""]
 """),
     H("forged_protocol_replies", "wrong answer; pre-sends forged {ready}, {value: 5}, {value: 0}, verdicts on the pipes", """
@@ -340,21 +359,21 @@ _L._describe = lambda exc: ["AssertionError", ""]
 @PIPES@
 for _fd in _pipes:
     for _msg in ({"ready": True, "applied": []}, {"value": 5}, {"value": 0},
-                 {"status": "passed"}, {"value": {"f": "nan"}}):
-        try:
-            _os.write(_fd, _frame(_msg))
-        except OSError:
-            pass
+                 {"status": "passed"}, {"value": float("nan")}):
+        _send(_fd, _msg)
 """),
     H("forged_ready_then_exit", "forged {ready} on the reply pipe, then os._exit(0)", """
     return a + b
 @PIPES@
 for _fd in _pipes:
-    try:
-        _os.write(_fd, _frame({"ready": True, "applied": ["landlock"]}))
-    except OSError:
-        pass
+    _send(_fd, {"ready": True, "applied": ["landlock"]})
 _os._exit(0)
+"""),
+    H("forged_fatal_hello", "a forged {fatal: 'sandbox setup failed'} hello: turns its FAIL into sandbox_error", """
+    return a + b
+@PIPES@
+for _fd in _pipes:
+    _send(_fd, {"fatal": "sandbox setup failed: OSError('Landlock is not available')"})
 """),
     H("forged_huge_length", "correct function; a 4 GiB length prefix on the pipes", """
     return a + b
@@ -365,8 +384,31 @@ for _fd in _pipes:
     except OSError:
         pass
 """),
-    H("reply_flood", "returns a 2-million-element list (supervisor decode load)", """
-    return [a + b] * 2_000_000
+    H("steal_verdict_pipe", "wrong answer; writes a 'passed' verdict into the supervisor's fds (/proc/PID/fd, pidfd_getfd)", """
+    return a - b
+@UNGUARD@
+@FORGED_VERDICT@
+import ctypes, os
+_libc = ctypes.CDLL(None, use_errno=True)
+for _pid in (os.getppid(), 1):
+    for _fd in range(64):
+        try:
+            with open("/proc/%d/fd/%d" % (_pid, _fd), "wb") as _f:
+                _f.write(FORGED[0])
+        except Exception:
+            pass
+    _pfd = _libc.syscall(434, _pid, 0)
+    if _pfd >= 0:
+        for _fd in range(64):
+            _got = _libc.syscall(438, _pfd, _fd, 0)
+            if _got >= 0:
+                try:
+                    os.write(_got, FORGED[0])
+                except OSError:
+                    pass
+"""),
+    H("reply_flood", "returns a 500,000-element list (supervisor decode load)", """
+    return [a + b] * 500_000
 """),
     H("sleep_forever_at_load", "time.sleep(10**6) before the tests", """
     return a + b
@@ -820,11 +862,22 @@ open("pwned", "w").write("pwned")
 import os
 os.rename(os.getcwd(), @OUT@ + "/moved")
 """, needs="landlock", control=True),
+    H("fs_nested_userns_bind_mount", "unshare(NEWUSER|NEWNS), bind-mount OUTSIDE over its cwd, append to the canary", """
+    return a + b
+@UNGUARD@
+import ctypes, os
+_libc = ctypes.CDLL(None, use_errno=True)
+_cwd = os.getcwd()
+if _libc.unshare(0x10000000 | 0x00020000) == 0:
+    _libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None)
+    if _libc.mount(@OUT@.encode(), _cwd.encode(), None, 0x1000, None) == 0:
+        open(_cwd + "/canary.txt", "a").write("pwned")
+""", needs="landlock", control=True),
     H("fs_dev_shm", "writes /dev/shm/<marker>", """
     return a + b
 @UNGUARD@
 open(@SHM@, "w").write("pwned")
-""", needs="landlock", control=True),
+""", needs="landlock", control=os.path.isdir("/dev/shm")),
     # ---- signals: the harness and the canary process must survive
     H("kill_supervisor_guarded", "os.kill(os.getppid(), 9) with the audit hook in place", """
     return a + b
@@ -1005,7 +1058,7 @@ if os.fork() == 0:
     time.sleep(60)
     os._exit(0)
 """, control=True),
-    H("fork_hopper", "setsid'd process that re-forks continuously (a moving pid) for 6 s", """
+    H("fork_hopper", "setsid'd process that re-forks every 20 ms (a moving pid) for 6 s", """
     return a + b
 @UNGUARD@
 @MARK_SELF@
@@ -1016,6 +1069,7 @@ if os.fork() == 0:
     while time.monotonic() - _t0 < 6:
         if os.fork() != 0:
             os._exit(0)
+        time.sleep(0.02)
     time.sleep(30)
     os._exit(0)
 """),
@@ -1064,15 +1118,17 @@ def _unmet(needs: str | None, iso) -> str | None:
 
 
 def _render(h: Hostile, ctx: dict) -> str:
-    lines = []
-    for line in h.code.splitlines():
-        key = line.strip()[1:-1]
-        if line.strip() == "@%s@" % key and key in SNIPPETS:  # a snippet alone on its line: indent it
-            indent = line[:len(line) - len(line.lstrip())]
-            lines += [indent + s for s in SNIPPETS[key].strip("\n").splitlines()]
-        else:
-            lines.append(line)
-    code = "\n".join(lines) + "\n"
+    code = h.code
+    for _ in range(3):  # snippets may use snippets
+        lines = []
+        for line in code.splitlines():
+            key = line.strip()[1:-1]
+            if line.strip() == "@%s@" % key and key in SNIPPETS:  # a snippet alone on its line: indent it
+                indent = line[:len(line) - len(line.lstrip())]
+                lines += [indent + s for s in SNIPPETS[key].strip("\n").splitlines()]
+            else:
+                lines.append(line)
+        code = "\n".join(lines) + "\n"
     for key, text in SNIPPETS.items():
         code = code.replace("@%s@" % key, text.strip("\n"))
     for key, value in ctx.items():
@@ -1149,33 +1205,55 @@ def _marked_processes(marks) -> dict[str, list[int]]:
     (or, for /bin/sleep, the mark's unique duration as a whole argument)."""
     pats = [(m, m.encode(), b"\0" + _sleep_arg(m).encode() + b"\0") for m in marks]
     found: dict[str, list[int]] = {}
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % pid, "rb") as f:
-                st = f.read()
-            if st[st.rindex(b")") + 2:][:1] in (b"Z", b"X"):
-                continue
-            with open("/proc/%s/cmdline" % pid, "rb") as f:
-                blob = f.read()
-            with open("/proc/%s/comm" % pid, "rb") as f:
-                blob += b"\0" + f.read()
-        except (OSError, ValueError):
-            continue
-        for m, mark, sleep_arg in pats:
-            if mark in blob or sleep_arg in b"\0" + blob:
-                found.setdefault(m, []).append(int(pid))
+    seen: set[str] = set()
+    pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    # A process that keeps re-forking changes pid while /proc is read: list
+    # again and read the pids that appeared meanwhile.
+    for _ in range(4):
+        new = [p for p in pids if p not in seen]
+        if not new:
+            break
+        seen.update(new)
+        for pid in new:
+            _read_marked(pid, pats, found)
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
     return found
 
 
-def _wait_marked_gone(mark: str, grace: float = 1.0) -> list[int]:
+def _read_marked(pid: str, pats, found: dict) -> None:
+    try:
+        with open("/proc/%s/stat" % pid, "rb") as f:
+            st = f.read()
+        if st[st.rindex(b")") + 2:][:1] in (b"Z", b"X"):
+            return
+        with open("/proc/%s/cmdline" % pid, "rb") as f:
+            blob = f.read()
+        with open("/proc/%s/comm" % pid, "rb") as f:
+            blob += b"\0" + f.read()
+    except (OSError, ValueError):
+        return
+    for m, mark, sleep_arg in pats:
+        if mark in blob or sleep_arg in b"\0" + blob:
+            found.setdefault(m, []).append(int(pid))
+
+
+def _wait_marked_gone(mark: str, grace: float = 1.0, confirm: int = 6) -> list[int]:
+    """Marked processes still alive after ``grace`` seconds. A process that keeps
+    re-forking can slip through one scan of /proc, so "gone" needs ``confirm``
+    empty scans in a row."""
     deadline = time.monotonic() + grace
+    empty = 0
     while True:
         alive = _marked_processes([mark]).get(mark, [])
-        if not alive or time.monotonic() > deadline:
-            return alive
-        time.sleep(0.05)
+        if alive:
+            empty = 0
+            if time.monotonic() > deadline:
+                return alive
+        else:
+            empty += 1
+            if empty >= confirm:
+                return []
+        time.sleep(0.01)
 
 
 def _kill_marked(marks) -> None:
@@ -1206,6 +1284,9 @@ class Listeners:
         self.tcp.listen(128)
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.udp.bind(("127.0.0.1", 0))
+        self._short_dir = None
+        if len(root) > 90:  # AF_UNIX paths are limited to 108 bytes
+            root = self._short_dir = tempfile.mkdtemp(prefix="lmx", dir="/tmp")
         self.unix_path = os.path.join(root, "l.sock")
         self.unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.unix.bind(self.unix_path)
@@ -1244,6 +1325,8 @@ class Listeners:
     def close(self):
         for s in (self.tcp, self.udp, self.unix, self.abstract):
             s.close()
+        if self._short_dir:
+            shutil.rmtree(self._short_dir, ignore_errors=True)
 
 
 def _start_canary_process() -> subprocess.Popen:
@@ -1254,15 +1337,24 @@ def _start_canary_process() -> subprocess.Popen:
     return p
 
 
-def _process_fingerprint(pid: int) -> tuple:
+def _process_fingerprint(pid: int) -> dict:
+    """What another process could change about a process: stopped?, limits, tracer, priority, affinity."""
     with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+        state = f.read().rsplit(")", 1)[1].split()[0]
+    fp = {"stopped/traced/dead": state in "TtZX"}
     with open("/proc/%d/limits" % pid) as f:
-        limits = f.read()
+        fp.update(("limit: " + line[:26].strip(), line[26:].split()) for line in f.readlines()[1:])
     with open("/proc/%d/status" % pid) as f:
-        tracer = [line for line in f if line.startswith("TracerPid")]
-    return (fields[0], limits, tracer, os.getpriority(os.PRIO_PROCESS, pid),
-            tuple(sorted(os.sched_getaffinity(pid))))
+        fp.update(line.split(":", 1) for line in f if line.startswith("TracerPid"))
+    fp["nice"] = os.getpriority(os.PRIO_PROCESS, pid)
+    fp["affinity"] = sorted(os.sched_getaffinity(pid))
+    return fp
+
+
+def _fingerprint_diff(before: dict, after: dict) -> list[str]:
+    if not after:
+        return ["the process is gone"]
+    return ["%s: %s -> %s" % (k, before.get(k), after.get(k)) for k in before if before.get(k) != after.get(k)]
 
 
 @dataclasses.dataclass(repr=False)
@@ -1284,14 +1376,14 @@ class Batch:
     net_sandbox: list
     net_control: list
     canary_ok: bool
-    canary_before: tuple
-    canary_after: tuple
-    harness_pid_alive: bool
+    canary_before: dict
+    canary_after: dict
     workroot_left: list
     after_correct: object
     after_wrong: object
     secret: str
     wall: float
+    base: str
 
 
 def _ctx(name, mark, out, canary_pid, listeners, prefix=""):
@@ -1348,13 +1440,13 @@ def _run_control(h, base, canary_pid, listeners):
             "processes": bool(alive), "shm": shm}
 
 
-def _run_one(h, base, canary_pid, listeners, iso):
+def _run_one(h, base, canary_pid, listeners, iso, force=False):
     out = os.path.join(base, "p", h.name)
     _make_canaries(out)
     mark = "lmx" + secrets.token_hex(4)
     o = Outcome()
-    o.skipped = _unmet(h.needs, iso) if h.needs in ("signals",) else None
-    if o.skipped:  # never run a signal attack where nothing would stop it
+    o.skipped = _unmet(h.needs, iso) if h.needs in ("signals", "pidns") and not force else None
+    if o.skipped:  # never aim a signal/prlimit attack at the harness where nothing would stop it
         return h.name, o, mark
     o.code = _render(h, _ctx(h.name, mark, out, canary_pid, listeners))
     p = _problem(h)
@@ -1412,13 +1504,13 @@ def batch(tmp_path_factory) -> Batch:
         time.sleep(0.2)
         net_sandbox = listeners.drain()
         canary_ok = canary.poll() is None
-        canary_after = _process_fingerprint(canary.pid) if canary_ok else ()
+        canary_after = _process_fingerprint(canary.pid) if canary_ok else {}
         # 3. The harness survived and still tells right from wrong.
         after_correct = run_program(PROMPT, CORRECT, TEST, ENTRY, LIMITS)
         after_wrong = run_program(PROMPT, WRONG, TEST, ENTRY, LIMITS)
         workroot_left = sorted(os.listdir(workroot))
         return Batch(iso, outcomes, controls, net_sandbox, net_control, canary_ok, canary_before,
-                     canary_after, True, workroot_left, after_correct, after_wrong, secret, wall)
+                     canary_after, workroot_left, after_correct, after_wrong, secret, wall, base)
     finally:
         _kill_marked(marks)
         for p in (canary, control_canary):
@@ -1453,6 +1545,10 @@ def test_hostile_program_compiles(name):
 def test_isolation_report(batch):
     iso = batch.iso
     print("\nsandbox isolation:", iso.describe(), "| note:", iso.note or "-")
+    probe = "    return a + b if OK else a - b\n@UNGUARD@\nimport ctypes\nOK = ctypes.CDLL(None).getpid() > 0\n"
+    v = run_program(PROMPT, _render(Hostile("probe", "", probe), {}), TEST, ENTRY, LIMITS)
+    print("audit hook switched off from inside by @UNGUARD@:", v.passed,
+          "(the unguarded programs test the kernel layers)" if v.passed else "(they mostly test the hook)")
     if not iso.strong:
         pytest.skip("no Landlock on this machine (%s): file-system escapes are only stopped by the "
                     "audit hook, which a program can switch off" % iso.describe())
@@ -1490,6 +1586,9 @@ def test_no_side_effect_escaped(batch, name):
         problems.append("listeners received %s" % sent)
     if batch.secret in o.verdict.detail:
         problems.append("the secret appears in the verdict detail")
+    if o.verdict.status == "sandbox_error" and h in ESCAPE:  # the other tables assert failed/timeout
+        # "not the model's fault": the evaluation stops and the cache retries it forever
+        problems.append("the program made its verdict sandbox_error (%s)" % o.verdict.detail)
     assert not problems, "%s (%s), verdict %s:\n%s" % (name, h.what, o.verdict, "\n".join(problems))
 
 
@@ -1497,12 +1596,30 @@ def test_no_side_effect_escaped(batch, name):
 def test_control_attack_works_without_sandbox(batch, name):
     """The same program run unsandboxed does the harm, so a clean sandboxed result is the sandbox's merit."""
     c = batch.controls[name]
+    reason = _control_unsupported(name, batch.iso, batch.base)
+    if reason:
+        pytest.skip(reason)
     net = [(k, p) for k, p in batch.net_control if p == ("control-" + name).encode()]
     if BY_NAME[name] in LEAK:
         worked = c["leaked"]
     else:
         worked = c["diff"] or c["processes"] or c["shm"] or net
     assert worked, "control run of %s did nothing: %s" % (name, c)
+
+
+def _control_unsupported(name, iso, base) -> str | None:
+    """Attacks that cannot work on this machine even without the sandbox."""
+    if name == "fs_nested_userns_bind_mount" and not iso.namespaces:
+        return "unprivileged user namespaces are unavailable here"
+    if name == "fs_setxattr_canary":
+        probe = tempfile.NamedTemporaryFile(dir=base)
+        try:
+            os.setxattr(probe.name, "user.lmx", b"1")
+        except OSError as exc:
+            return "user xattrs are unsupported on this file system: %s" % exc
+        finally:
+            probe.close()
+    return None
 
 
 def test_no_unattributed_network_traffic(batch):
@@ -1512,11 +1629,9 @@ def test_no_unattributed_network_traffic(batch):
 
 
 def test_harness_and_canary_process_survived(batch):
-    assert batch.harness_pid_alive
     assert batch.canary_ok, "the canary process (a process of the harness's user) was killed"
-    assert batch.canary_after == batch.canary_before, (
-        "the canary process was changed (state, limits, tracer, priority or affinity):\n%s\n%s"
-        % (batch.canary_before, batch.canary_after))
+    changed = _fingerprint_diff(batch.canary_before, batch.canary_after)
+    assert not changed, "the canary process was changed: %s" % changed
 
 
 def test_correct_solution_still_passes_after_batch(batch):
@@ -1530,12 +1645,13 @@ def test_every_sandbox_directory_removed(batch):
 
 def test_timings(batch):
     """Print how long each program took; the harness enforced its limit on every one."""
-    rows = sorted(((o.wall, n, o.verdict.status if o.verdict else "skipped")
+    rows = sorted(((o.wall, n, o.verdict.status if o.verdict else "skipped",
+                    o.verdict.detail[:70] if o.verdict else o.skipped)
                    for n, o in batch.outcomes.items()), reverse=True)
     print("\n%d hostile programs in %.1f s (incl. %d unsandboxed controls)"
           % (len(batch.outcomes), batch.wall, len(batch.controls)))
-    for wall, n, status in rows:
-        print("  %6.2f s  %-8s %s" % (wall, status, n))
+    for wall, n, status, detail in rows:
+        print("  %6.2f s  %-8s %-32s %s" % (wall, status, n, detail))
     ran = [o for o in batch.outcomes.values() if o.verdict is not None]
     assert ran and max(o.wall for o in ran) < LIMITS.timeout + 5.0 + 3.0
     # The hangs hit the program's own limit, not the harness's last-resort deadline.
@@ -1576,6 +1692,11 @@ def test_snapshot_sees_metadata_changes(tmp_path):
 @pytest.fixture
 def no_namespaces(monkeypatch):
     """Force the process-group tier (LM_EVAL_EXT_SANDBOX=no-namespaces), restore afterwards."""
+    try:
+        before = isolation()
+    except SandboxUnavailable as exc:
+        pytest.skip("the sandbox cannot start here: %s" % exc)
+    wrapper_before = list(sandbox._WRAPPER)
     monkeypatch.setenv("LM_EVAL_EXT_SANDBOX", "no-namespaces")
     # isolation() fills sandbox._WRAPPER in place: give it a fresh list, so the
     # cached namespaces wrapper comes back with monkeypatch's undo.
@@ -1589,17 +1710,19 @@ def no_namespaces(monkeypatch):
     yield iso
     monkeypatch.undo()
     isolation.cache_clear()
+    # Back to the tier the rest of the session uses.
+    assert isolation() == before and sandbox._WRAPPER == wrapper_before
 
 
-def _run_in_current_tier(names, tmp_path, canary_pid, listeners):
+def _run_in_current_tier(names, tmp_path, canary_pid, listeners, force=False):
     iso = isolation()
     base = str(tmp_path)
     results = {}
     marks = []
     try:
         with ThreadPoolExecutor(max_workers=4) as pool:
-            for name, o, mark in pool.map(lambda n: _run_one(BY_NAME[n], base, canary_pid, listeners, iso),
-                                          names):
+            for name, o, mark in pool.map(
+                    lambda n: _run_one(BY_NAME[n], base, canary_pid, listeners, iso, force), names):
                 results[name] = o
                 marks.append(mark)
     finally:
@@ -1629,10 +1752,10 @@ def test_no_namespaces_tier_network_and_neighbours(no_namespaces, tmp_path):
     try:
         before = _process_fingerprint(canary.pid)
         results = _run_in_current_tier(["udp_sendto", "tcp_connect_unguarded", "prlimit_canary", "ptrace_canary",
-                                        "unix_socket_abstract"], tmp_path, canary.pid, listeners)
+                                        "unix_socket_abstract"], tmp_path, canary.pid, listeners, force=True)
         time.sleep(0.2)
         got = listeners.drain()
-        after = _process_fingerprint(canary.pid) if canary.poll() is None else ()
+        after = _process_fingerprint(canary.pid) if canary.poll() is None else {}
     finally:
         canary.kill()
         canary.wait()
@@ -1643,6 +1766,6 @@ def test_no_namespaces_tier_network_and_neighbours(no_namespaces, tmp_path):
             problems.append("%s: PASSED, i.e. the attack worked (%s)" % (name, BY_NAME[name].what))
     if got:
         problems.append("listeners received %s" % got)
-    if after != before:
-        problems.append("canary process changed: %s -> %s" % (before, after))
+    if _fingerprint_diff(before, after):
+        problems.append("canary process changed: %s" % _fingerprint_diff(before, after))
     assert not problems, "no-namespaces tier (%s):\n%s" % (iso.describe(), "\n".join(problems))

@@ -352,6 +352,68 @@ _BLOCKED_IMPORTS = frozenset({"ctypes", "_ctypes", "_posixsubprocess", "subproce
 _WRITE_EVENTS = frozenset({"os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod", "os.chown",
                            "os.truncate", "os.utime", "shutil.rmtree", "shutil.move", "shutil.copyfile"})
 
+# Syscalls the worker must not make, by architecture. Process creation is cut
+# at the root (clone without CLONE_THREAD, fork, vfork, exec: threads still
+# work), as are sockets of every family (UNIX sockets with a path are not
+# isolated by a network namespace, and Landlock ABI <= 7 covers TCP only),
+# metadata changes Landlock does not cover (chmod, chown, utimes, xattrs),
+# limits of other processes (prlimit with a pid), ptrace and cross-process
+# memory access, namespace and mount changes, and io_uring (whose operations
+# seccomp cannot see).
+_AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+_DENY = {
+    "x86_64": (57, 58, 59, 322, 41, 101, 310, 311, 90, 91, 268, 452, 92, 93, 94, 260, 132, 235, 261, 280,
+               188, 189, 190, 197, 198, 199, 463, 466, 425, 426, 427, 272, 308, 165, 166, 155, 161, 133, 259,
+               250, 248, 249, 321, 298, 323),
+    "aarch64": (221, 281, 198, 117, 270, 271, 52, 53, 452, 55, 54, 88, 5, 6, 7, 14, 15, 16, 463, 466,
+                425, 426, 427, 97, 268, 40, 39, 41, 51, 33, 219, 217, 218, 280, 241, 282),
+}
+_CLONE = {"x86_64": 56, "aarch64": 220}
+_CLONE3 = 435
+_PRLIMIT64 = {"x86_64": 302, "aarch64": 261}
+_CLONE_THREAD = 0x10000
+_EPERM, _ENOSYS = 1, 38
+
+
+def apply_seccomp():
+    """Install the worker's syscall filter (needs no-new-privs). Returns a description."""
+    import ctypes
+
+    machine = os.uname().machine
+    if machine not in _AUDIT_ARCH:
+        raise OSError("no seccomp syscall table for %s" % machine)
+    LD_W_ABS, JEQ, JGE, JSET, RET = 0x20, 0x15, 0x35, 0x45, 0x06
+    ALLOW, KILL = 0x7FFF0000, 0x80000000
+    deny, nosys = 0x00050000 | _EPERM, 0x00050000 | _ENOSYS
+    prog = [(LD_W_ABS, 0, 0, 4),  # seccomp_data.arch
+            (JEQ, 1, 0, _AUDIT_ARCH[machine]), (RET, 0, 0, KILL),  # other ABIs (i386 via int 0x80): kill
+            (LD_W_ABS, 0, 0, 0)]  # seccomp_data.nr
+    if machine == "x86_64":
+        prog += [(JGE, 0, 1, 0x40000000), (RET, 0, 0, deny)]  # the x32 ABI
+    for nr in _DENY[machine]:
+        prog += [(JEQ, 0, 1, nr), (RET, 0, 0, deny)]
+    prog += [(JEQ, 0, 1, _CLONE3), (RET, 0, 0, nosys)]  # glibc then falls back to clone
+    prog += [(JEQ, 0, 4, _CLONE[machine]), (LD_W_ABS, 0, 0, 16),  # clone: args[0] = flags
+             (JSET, 1, 0, _CLONE_THREAD), (RET, 0, 0, deny), (RET, 0, 0, ALLOW)]
+    prog += [(LD_W_ABS, 0, 0, 0), (JEQ, 0, 4, _PRLIMIT64[machine]), (LD_W_ABS, 0, 0, 16),  # args[0] = pid
+             (JEQ, 1, 0, 0), (RET, 0, 0, deny), (RET, 0, 0, ALLOW)]
+    prog += [(RET, 0, 0, ALLOW)]
+
+    class Insn(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
+                    ("k", ctypes.c_uint32)]
+
+    class Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(Insn))]
+
+    insns = (Insn * len(prog))(*[Insn(*i) for i in prog])
+    fprog = Prog(len(prog), insns)
+    libc = _get_libc()
+    # prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog)
+    if libc.prctl(22, ctypes.c_ulong(2), ctypes.byref(fprog), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "installing the seccomp filter failed")
+    return "seccomp(no processes, sockets, chmod/chown/utimes/xattrs, ptrace, io_uring)"
+
 
 def install_audit_hook(root):
     """Refuse, at the Python level, what the model's code has no business doing."""
@@ -415,13 +477,17 @@ def _worker(job, call_r, reply_w, report):
         cwd = os.getcwd()
         if job.get("landlock", True) and landlock_abi() > 0:
             applied.append(apply_landlock(job["read_paths"], [cwd, os.devnull]))
+        if os.uname().machine in _AUDIT_ARCH:
+            applied.append(apply_seccomp())
         install_audit_hook(cwd)
         applied.append("audit-hook")
     except Exception as exc:  # confinement failed: refuse to run the program
         write_msg(reply_w, {"fatal": "sandbox setup failed: %r" % (exc,)})
         os._exit(1)
+    # Confined. From here on the supervisor treats whatever arrives as coming
+    # from the program: a "fatal" message now would be a forgery.
+    write_msg(reply_w, {"confined": True, "applied": applied, "pid": os.getpid(), "uid": os.getuid()})
     if report:
-        write_msg(reply_w, {"ready": True, "applied": applied, "pid": os.getpid(), "uid": os.getuid()})
         os._exit(0)
 
     namespace = {"__name__": "__candidate__", "__builtins__": __builtins__}
@@ -434,7 +500,7 @@ def _worker(job, call_r, reply_w, report):
     except BaseException as exc:  # noqa: BLE001 - any failure to load is a FAIL
         write_msg(reply_w, {"load_error": _describe(exc)})
         os._exit(0)
-    write_msg(reply_w, {"ready": True, "applied": applied})
+    write_msg(reply_w, {"ready": True})
     while True:
         try:
             request = read_msg(call_r, None)
@@ -471,7 +537,10 @@ class _WorkerGone(Exception):
 def _reraise(builtins_ns, desc):
     name, msg = desc if isinstance(desc, list) and len(desc) == 2 else ("Exception", "")
     cls = builtins_ns.get(name) if isinstance(name, str) else None
-    if isinstance(cls, type) and issubclass(cls, Exception):
+    # StopIteration would silently end a generator or map() in the tests
+    # (turning "the candidate raised" into "all checks passed").
+    if isinstance(cls, type) and issubclass(cls, Exception) and not issubclass(
+            cls, (StopIteration, StopAsyncIteration)):
         raise cls(msg)
     # SystemExit, KeyboardInterrupt and non-builtin exceptions all become a
     # plain runtime error: the tests see a failure, the supervisor lives on.
@@ -533,7 +602,10 @@ def _kill_descendants():
         time.sleep(0.001)
 
 
-def supervise(job, verdict_fd):
+def supervise(job, stdin_fd):
+    """Run one job. ``job`` holds what the worker needs; the tests (and the
+    verdict descriptor) are read from ``stdin_fd`` only after the worker has
+    been forked, so its memory never held them."""
     start = time.monotonic()
     deadline = start + float(job["limits"]["timeout"])
     import builtins as _b
@@ -556,25 +628,33 @@ def supervise(job, verdict_fd):
             os._exit(1)
     os.close(call_r)
     os.close(reply_w)
+    tests = _read_msg(stdin_fd, deadline)
+    os.close(stdin_fd)
+    verdict_fd = int(tests["verdict_fd"])
     verdict = {"status": "failed", "detail": "", "applied": []}
     try:
+        # 1. Before any of the program's code ran: confined, or setup failed.
         hello = _read_msg(reply_r, deadline)
         if type(hello) is not dict:
             raise _WorkerGone("protocol violation")
         if "fatal" in hello:
             verdict.update(status="sandbox_error", detail=str(hello["fatal"])[:500])
-        elif "load_error" in hello:
-            verdict.update(status="failed", detail="program did not load: %s" % ": ".join(map(str, hello["load_error"]))[:500])
-        elif hello.get("ready") is True:
-            verdict["applied"] = [a for a in hello.get("applied", []) if isinstance(a, str)]
-            if report:
-                verdict.update(status="probe", detail="", pid_in_sandbox=os.getpid(),
-                               worker_uid=hello.get("uid"))
-            else:
-                _run_tests(job, call_w, reply_r, deadline, builtins_ns)
-                verdict.update(status="passed", detail="")
-        else:
+        elif hello.get("confined") is not True:
             raise _WorkerGone("protocol violation")
+        elif report:
+            verdict.update(status="probe", detail="", pid_in_sandbox=os.getpid(), worker_uid=hello.get("uid"),
+                           applied=[a for a in hello.get("applied", []) if isinstance(a, str)])
+        else:
+            # 2. After the program loaded (everything from here is the program's word).
+            loaded = _read_msg(reply_r, deadline)
+            if type(loaded) is dict and "load_error" in loaded:
+                verdict.update(status="failed", detail=("program did not load: %s" % ": ".join(
+                    map(str, loaded["load_error"])))[:500])
+            elif type(loaded) is dict and loaded.get("ready") is True:
+                _run_tests(dict(job, **tests), call_w, reply_r, deadline, builtins_ns)
+                verdict.update(status="passed", detail="")
+            else:
+                raise _WorkerGone("protocol violation")
     except TimeoutError:
         verdict.update(status="timeout", detail="exceeded %.1fs" % job["limits"]["timeout"])
     except (_WorkerGone, EOFError) as exc:
@@ -617,8 +697,10 @@ def _run_tests(job, call_w, reply_r, deadline, builtins_ns):
 
 
 def main():
-    job = decode(sys.stdin.buffer.read())
-    supervise(job, int(job["verdict_fd"]))
+    # Exact reads, no buffering: the tests' frame must still be in the pipe,
+    # not in this process's memory, when the worker is forked.
+    job = _read_msg(0, None)
+    supervise(job, 0)
     os._exit(0)
 
 

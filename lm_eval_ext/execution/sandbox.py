@@ -122,7 +122,7 @@ def _read_paths() -> tuple[str, ...]:
         if p:
             paths.add(p)
     paths.update(["/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib", "/usr/share/zoneinfo",
-                  "/etc/ld.so.cache", "/etc/localtime", "/etc/ssl", "/usr/lib/ssl", "/dev/urandom", "/dev/zero"])
+                  "/etc/ld.so.cache", "/etc/localtime", "/etc/ssl/openssl.cnf", "/dev/urandom", "/dev/zero"])
     return tuple(sorted(os.path.realpath(p) for p in paths))
 
 
@@ -151,8 +151,11 @@ def _spawn(job: dict, wrapper: list[str], limits: Limits) -> tuple[dict | None, 
     proc = None
     verdict = None
     try:
-        # pass_fds keeps the descriptor's number: tell the launcher which it is.
-        job = dict(job, limits=limits.to_job(), read_paths=list(_read_paths()), verdict_fd=verdict_w)
+        # Two frames: what the worker needs, then what only the supervisor may
+        # see (the tests; pass_fds keeps the verdict descriptor's number).
+        job = dict(job)
+        tests = {"test": job.pop("test"), "verdict_fd": verdict_w}
+        job = dict(job, limits=limits.to_job(), read_paths=list(_read_paths()))
         proc = subprocess.Popen(
             [*wrapper, sys.executable, "-I", "-S", LAUNCHER],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err,
@@ -163,7 +166,8 @@ def _spawn(job: dict, wrapper: list[str], limits: Limits) -> tuple[dict | None, 
         verdict_w = -1
         if proc.stdin is not None:
             try:
-                proc.stdin.write(launcher.encode(job))
+                for frame in (launcher.encode(job), launcher.encode(tests)):
+                    proc.stdin.write(struct.pack(">I", len(frame)) + frame)
                 proc.stdin.close()
             except BrokenPipeError:
                 pass
