@@ -7,10 +7,12 @@ logic, independent of how samples are drawn: :mod:`lm_eval_ext.adaptive_runner`
 draws them through lm-eval; the tests draw them from a simulated Bernoulli
 population.
 
-Rounds. Every unresolved instance draws its next batch in a round; batches
-grow geometrically (``first``, then x ``growth`` each round) up to the
-per-instance ``cap``, so an instance with pass rate p is resolved after
-O(log(r/p)) rounds and about r/p samples (at most ``growth`` times more).
+Rounds. Every unresolved instance draws its next batch in a round. Until its
+first pass, batches grow geometrically (``first``, then x ``growth`` each
+round) up to the per-instance ``cap``; once it has passed c >= 1 times, the
+next batch is at most what the remaining r - c passes should take at the rate
+c/n (rounded up to a power of two). An instance with pass rate p is resolved
+after O(log(r/p)) rounds and about r/p samples.
 Outcomes are kept in sampling order, so the stopping point K (the sample at
 which the r-th pass came) is exact even when it fell inside a round; samples
 drawn in the same round after K are counted as spent but not used by the
@@ -143,12 +145,26 @@ class AdaptiveState:
 
     def plan(self) -> dict[int, int]:
         """Samples to draw this round per open instance (empty: nothing to do)."""
-        target = self.rule.target_n(self.round)
-        # At least one more sample each round (a slow growth factor can round
-        # to no growth), never past the cap.
-        plan = {d: min(self.rule.cap, max(target, self.instances[d].n + 1)) - self.instances[d].n
-                for d in self.open_ids()}
-        plan = {d: m for d, m in plan.items() if m > 0}
+        rule, target = self.rule, self.rule.target_n(self.round)
+        plan = {}
+        for d in self.open_ids():
+            inst = self.instances[d]
+            n, c = inst.n, inst.c
+            if c == 0 or rule.rel_precision is not None:
+                # Nothing known yet (or a precision target): grow geometrically,
+                # at least one more sample (slow growth can round to none).
+                want = max(target, n + 1)
+            else:
+                # Some passes: no more than the remaining r - c passes should
+                # take at the rate c/n (rounded up to a power of two: fewer
+                # distinct batch sizes, fewer lm-eval calls), and no more than
+                # the geometric step, since c/n from few passes is noisy. Less
+                # is drawn past the r-th pass than by blind doubling.
+                need = math.ceil((rule.r - c) * n / c)
+                want = min(max(target, n + 1), n + (1 << max(0, need - 1).bit_length()))
+            m = min(rule.cap, want) - n
+            if m > 0:
+                plan[d] = m
         if self.rule.budget is not None:
             plan = self._fit_budget(plan)
         return plan
