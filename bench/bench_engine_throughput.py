@@ -23,7 +23,6 @@ both gaps widen. Ratios from one run; torch on one thread (``--threads``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -44,38 +43,7 @@ from lm_eval.tasks import TaskManager  # noqa: E402
 from lm_eval_ext.adaptive import StopRule  # noqa: E402
 from lm_eval_ext.adaptive_runner import run_adaptive  # noqa: E402
 from tests.tiny_model import build_tiny_model, humaneval_corpus  # noqa: E402
-
-
-def write_task(root: Path, prompts: list[str], gen_tokens: int) -> Path:
-    data = root / "data.jsonl"
-    data.write_text("".join(json.dumps({"prompt": p, "target": "\x00never"}) + "\n" for p in prompts))
-    tasks = root / "tasks"
-    tasks.mkdir()
-    (tasks / "bench.yaml").write_text(f"""task: bench_passuntil
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-output_type: generate_until
-doc_to_text: "{{{{prompt}}}}"
-doc_to_target: "{{{{target}}}}"
-repeats: 1
-generation_kwargs:
-  until: ["<never-stops>"]
-  max_gen_toks: {gen_tokens}
-  do_sample: true
-  temperature: 1.0
-filter_list:
-  - name: passuntil
-    filter:
-      - function: passuntil_exact_match
-metric_list:
-  - metric: pu
-    aggregation: mean
-    higher_is_better: true
-""")
-    return tasks
+from tests.toy_task import write_exact_match_task  # noqa: E402
 
 
 def main() -> None:
@@ -100,7 +68,8 @@ def main() -> None:
             text += corpus[j % len(corpus)]
             j += 1
         prompts.append(tok.decode(tok(text).input_ids[: args.prompt_tokens]))
-    tasks = write_task(root, prompts, args.gen_tokens)
+    tasks = write_exact_match_task(root, "bench_passuntil", [{"prompt": p, "target": "\x00never"} for p in prompts],
+                                   max_gen_toks=args.gen_tokens, until="<never-stops>")
     tm = TaskManager(include_path=str(tasks), include_defaults=False)
     k, n = args.repeats, args.prompts
     total = k * n

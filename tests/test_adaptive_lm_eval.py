@@ -12,41 +12,15 @@ import time
 
 import pytest
 
+from tests.toy_task import write_exact_match_task
+
 TOKENS = [" a", " b", " c", "e", "s", "t", "(", ")", ":", " =", " x", " in"]
 
 
 def make_task(tmp_path):
-    data = tmp_path / "data.jsonl"
     rows = [{"prompt": "def f(x):\n    return", "target": TOKENS}, {"prompt": "import", "target": TOKENS[:4]},
             {"prompt": "for i", "target": TOKENS[4:]}, {"prompt": "x", "target": ["NEVER_EVER"]}]
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tasks = tmp_path / "tasks"
-    tasks.mkdir()
-    (tasks / "toy.yaml").write_text(f"""task: toy_passuntil
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-output_type: generate_until
-doc_to_text: "{{{{prompt}}}}"
-doc_to_target: "{{{{target[0]}}}}"
-generation_kwargs:
-  until: ["\\n"]
-  max_gen_toks: 1
-  do_sample: true
-  temperature: 1.0
-filter_list:
-  - name: passuntil
-    filter:
-      - function: passuntil_exact_match
-        first_line: false
-metric_list:
-  - metric: pu
-    aggregation: mean
-    higher_is_better: true
-""")
-    return tasks
+    return write_exact_match_task(tmp_path, "toy_passuntil", rows, max_gen_toks=1)
 
 
 def cmd(model_dir, tasks, out):
