@@ -1539,7 +1539,8 @@ def test_hostile_program_compiles(name):
     ctx = {k: "0" for k in ("CANARY_PID", "HARNESS_PID", "TCP_PORT", "UDP_PORT")}
     ctx.update({k: repr("x") for k in ("MARK", "SLEEP_ARG", "OUT", "CANARY", "CANARY_DIR", "SECRET_FILE",
                                        "SECRET_NAME", "UNIX_SOCK", "ABSTRACT_SOCK", "NAME", "SHM")})
-    compile(_problem(h)["prompt"] + _render(h, ctx), name, "exec")
+    code = compile(_problem(h)["prompt"] + _render(h, ctx), name, "exec")
+    assert code.co_filename == name
 
 
 def test_isolation_report(batch):

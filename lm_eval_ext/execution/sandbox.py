@@ -113,6 +113,23 @@ class Isolation:
 
 
 @functools.lru_cache(maxsize=None)
+def _launcher() -> str:
+    """The launcher, compiled once per process: a script given as .py is
+    compiled on every start (about a third of a short program's time), and
+    PYTHONDONTWRITEBYTECODE often keeps any cached .pyc from existing."""
+    import atexit
+    import py_compile
+
+    cache = tempfile.mkdtemp(prefix="lm_eval_ext_launcher_")
+    atexit.register(shutil.rmtree, cache, True)
+    try:
+        return py_compile.compile(LAUNCHER, cfile=os.path.join(cache, "launcher.pyc"), doraise=True)
+    except (py_compile.PyCompileError, OSError) as exc:
+        log.debug("launcher not precompiled (%s); running the source", exc)
+        return LAUNCHER
+
+
+@functools.lru_cache(maxsize=None)
 def _read_paths() -> tuple[str, ...]:
     """What the worker may read: the Python installation and system libraries."""
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
@@ -157,7 +174,7 @@ def _spawn(job: dict, wrapper: list[str], limits: Limits) -> tuple[dict | None, 
         tests = {"test": job.pop("test"), "verdict_fd": verdict_w}
         job = dict(job, limits=limits.to_job(), read_paths=list(_read_paths()))
         proc = subprocess.Popen(
-            [*wrapper, sys.executable, "-I", "-S", LAUNCHER],
+            [*wrapper, sys.executable, "-I", "-S", _launcher()],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err,
             pass_fds=(verdict_w,), cwd=workdir, env=_env(), start_new_session=True,
             close_fds=True,
