@@ -128,6 +128,7 @@ class AdaptiveState:
         self.rule = rule
         self.seed = int(seed)
         self.settings = dict(settings or {})
+        self.info: dict = {}  # facts found during the run (e.g. the model's size), not compared on resume
         self.instances: dict[int, Instance] = {int(d): Instance() for d in doc_ids}
         if not self.instances:
             raise ValueError("no instances to sample")
@@ -261,7 +262,7 @@ class AdaptiveState:
     # -------------------------------------------------------- persistence
     def to_json(self) -> dict:
         return {"version": STATE_VERSION, "rule": dataclasses.asdict(self.rule), "seed": self.seed,
-                "settings": self.settings, "round": self.round, "chunks_done": self.chunks_done,
+                "settings": self.settings, "info": self.info, "round": self.round, "chunks_done": self.chunks_done,
                 "finished": self.finished,
                 "instances": {str(d): dataclasses.asdict(i) for d, i in sorted(self.instances.items())}}
 
@@ -271,6 +272,7 @@ class AdaptiveState:
             raise ValueError(f"state file version {data.get('version')!r} is not {STATE_VERSION}")
         self = cls([0], StopRule(**data["rule"]), data["seed"], data.get("settings"))
         self.instances = {int(d): Instance(**v) for d, v in data["instances"].items()}
+        self.info = dict(data.get("info", {}))
         self.round = int(data["round"])
         self.chunks_done = [int(c) for c in data.get("chunks_done", [])]
         self.finished = bool(data.get("finished"))

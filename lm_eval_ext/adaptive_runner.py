@@ -129,6 +129,11 @@ def run_adaptive(task: str, model, model_args: str | None = None, *, output_path
         nonlocal lm
         if lm is None:
             lm, _ = _make_lm(model, model_args, batch_size, device, shared_prefix)
+            if hasattr(lm, "get_model_info"):
+                try:  # model_num_parameters etc., as lm-eval records them
+                    state.info.update(_jsonable(lm.get_model_info()))
+                except Exception as exc:  # noqa: BLE001 - a nicety
+                    log.debug("no model info: %s", exc)
         (m,) = set(plan.values())
         ids = sorted(plan)  # lm-eval logs wrong doc_ids for unsorted samples=
         task_obj.set_config("repeats", m)
@@ -272,7 +277,7 @@ def write_outputs(state: AdaptiveState, out: Path, name: str, task_obj, filter_n
         "n-samples": {name: {"original": len(docs), "effective": len(state.instances)}},
         "config": {"model": state.settings.get("model"), "model_args": state.settings.get("model_args"),
                    "batch_size": state.settings.get("batch_size"), "limit": state.settings.get("limit"),
-                   "gen_kwargs": state.settings.get("gen_kwargs"), "random_seed": state.seed},
+                   "gen_kwargs": state.settings.get("gen_kwargs"), "random_seed": state.seed, **state.info},
         "passuntil": {"rule": dataclasses.asdict(state.rule), "seed": state.seed, "rounds": state.round,
                       "samples_spent": state.spent, "instances": len(state.instances), "stopped": stops,
                       "state_file": STATE_FILE},
