@@ -1,5 +1,6 @@
-"""Analyses over directories of lm-eval results (scaling laws, emergence).
+"""Analyses over directories of lm-eval results.
 
-So far: reading the per-instance PassUntil counts that lm_eval_ext's tasks
-write into lm-eval's samples JSONL (see :mod:`analysis.samples`).
+- :mod:`analysis.ingest`: v0.4 and v0.3 result files, PassUntil samples, manifests.
+- :mod:`analysis.scaling`: the task scaling law PU(N) = exp(-c N^-alpha), curvature, backtests.
+- ``python -m analysis scaling ...``: the command line (:mod:`analysis.cli`).
 """

@@ -63,12 +63,12 @@ def test_source_from_env_and_metadata(monkeypatch, tmp_path):
 
 
 def test_reading_counts_from_non_passuntil_samples_fails_clearly(tmp_path):
-    from analysis.samples import read_passuntil_counts
+    from analysis.ingest import read_instances
 
     (tmp_path / "samples_arc_easy_2026-01-01T00-00-00.000.jsonl").write_text('{"doc_id": 0, "acc": 1.0}\n')
-    with pytest.raises(ValueError, match=r"samples_arc_easy.*:1: no n_samples/n_passed"):
-        read_passuntil_counts(tmp_path)
+    with pytest.raises(ValueError, match=r"samples_arc_easy.*:1: .*not a PassUntil task"):
+        read_instances(tmp_path)
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match="--log_samples"):
-        read_passuntil_counts(empty)
+        read_instances(empty)

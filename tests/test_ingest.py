@@ -233,15 +233,6 @@ def test_read_instances_errors_name_file_and_line(tmp_path):
         read_instances(tmp_path / "m")
 
 
-def test_read_passuntil_counts_still_agrees(tmp_path):
-    from analysis.samples import read_passuntil_counts
-
-    _samples(tmp_path / "samples_pu_2026-01-01T00-00-00.jsonl",
-             [{"doc_id": 0, "n_samples": 8, "n_passed": 1}, {"doc_id": 1, "n_samples": 16, "n_passed": 0}])
-    old, new = read_passuntil_counts(tmp_path), read_instances(tmp_path)
-    assert list(old["n"]) == list(new["n"]) == [8, 16] and list(old["c"]) == list(new["c"]) == [1, 0]
-
-
 # ---------------------------------------------------------------- manifests and sizes
 
 def test_manifest_csv_and_yaml_forms(tmp_path):

@@ -62,9 +62,9 @@ def test_lm_eval_cli_passuntil_humaneval(tiny_model_dir, tmp_path):
         assert 0.0 <= lo <= rec["pu"] <= hi <= 1.0
         assert rec["pu_censored"] == int(rec["n_passed"] == 0)
     # The analysis reads the same counts back from the output directory.
-    from analysis.samples import read_passuntil_counts
+    from analysis.ingest import read_instances
 
-    counts = read_passuntil_counts(out)
+    counts = read_instances(out)
     assert list(counts["task"]) == ["passuntil_humaneval"] * 2
     assert list(counts["n"]) == [10, 10] and list(counts["c"]) == [r["n_passed"] for r in lines]
 
