@@ -1555,7 +1555,10 @@ def test_isolation_report(batch):
                     "audit hook, which a program can switch off" % iso.describe())
     assert iso.landlock.startswith("landlock(")
     assert "rlimits" in iso.applied and "audit-hook" in iso.applied
-    assert iso.namespaces, "Landlock but no namespaces: processes and network are less isolated"
+    if os.uname().machine in ("x86_64", "aarch64"):
+        assert any(a.startswith("seccomp(") for a in iso.applied), iso.applied
+    if not iso.namespaces:
+        pytest.skip("no user namespaces on this machine (%s): the process-group tier is in use" % iso.describe())
 
 
 @pytest.mark.parametrize("name", MUST_NOT_PASS)
