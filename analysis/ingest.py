@@ -485,6 +485,8 @@ def read_manifest(path: PathLike) -> pd.DataFrame:
 def attach_sizes(df: pd.DataFrame, manifest: pd.DataFrame | PathLike | None = None) -> pd.DataFrame:
     """``df`` with a column ``N`` (parameters): the manifest's N (joined on
     model) where it has one, else the ``n_params`` recorded in the result file.
+    The manifest's other columns (tokens, flops, loss, seed, D, ...) that the
+    table does not have yet are joined too, for the analyses that need them.
 
     A model left without N raises a ValueError listing it with its files: a
     scaling fit over an unknown size would silently drop or misplace it.
@@ -511,7 +513,13 @@ def attach_sizes(df: pd.DataFrame, manifest: pd.DataFrame | PathLike | None = No
             lines.append(f"  {model}" + (f": {shown}" if shown else ""))
         raise ValueError("no parameter count N for these models; add them to a manifest "
                          "(columns model, N) and pass it to attach_sizes:\n" + "\n".join(lines))
-    return df.assign(N=n)
+    out = df.assign(N=n)
+    if manifest is not None:
+        extra = [c for c in manifest.columns if c not in out.columns and c not in ("model", "N")]
+        if extra:
+            table = manifest.drop_duplicates("model").set_index("model")[extra]
+            out = out.join(table, on="model")
+    return out
 
 
 def _describe_rows(df: pd.DataFrame, mask: pd.Series, limit: int = 5) -> str:

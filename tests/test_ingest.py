@@ -285,6 +285,10 @@ def test_attach_sizes_manifest_then_n_params_then_error(tmp_path):
     assert out.groupby("model")["N"].first().to_dict() == {"org/a": 5e6, "org/b": 2e7}
     man.write_text("model,N\norg/a,9e6\norg/b,2e7\n")  # the manifest wins over the file's count
     assert attach_sizes(df, read_manifest(man)).groupby("model")["N"].first()["org/a"] == 9e6
+    # The manifest's other columns come along for later analyses.
+    man.write_text("model,N,loss,seed\norg/a,9e6,3.2,1\norg/b,2e7,2.9,2\n")
+    out = attach_sizes(df, man).groupby("model")[["loss", "seed"]].first()
+    assert out.loc["org/a", "loss"] == 3.2 and out.loc["org/b", "seed"] == 2
 
 
 # ---------------------------------------------------------------- tidy_table
