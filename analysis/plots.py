@@ -9,11 +9,12 @@ import pandas as pd
 
 
 def task_means(df: pd.DataFrame) -> pd.DataFrame:
-    """Per size: mean of per-instance c/n, its standard error, instances."""
-    per = df.assign(pu=df["c"] / df["n"])
-    g = per.groupby("N")["pu"]
-    out = pd.DataFrame({"pu": g.mean(), "se": g.std(ddof=1) / np.sqrt(g.count()), "instances": g.count()})
-    return out.reset_index()
+    """Per size: the task PU (mean of per-instance c/n) and its sampling
+    standard error, as the fit sees them (:func:`analysis.scaling.task_pu_by_size`)."""
+    from .scaling import task_pu_by_size
+
+    s = task_pu_by_size(df)
+    return s.assign(se=np.sqrt(s["var"]))[["N", "pu", "se", "m"]]
 
 
 def plot_task_law(df: pd.DataFrame, fit, path: str | Path, *, holdout: pd.DataFrame | None = None,

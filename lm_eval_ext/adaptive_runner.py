@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .adaptive import AdaptiveState, StopRule, run_schedule, write_json_atomic
-from .metrics import outcome_counts
+from .metrics import outcome_flags
 from .passuntil import pass_at_k
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,11 @@ def _load_task(task: str, include_path, metadata):
 
     tm = TaskManager(include_path=str(include_path) if include_path else None,
                      include_defaults=include_path is None, metadata=metadata)
-    loaded = tm.load([task])["tasks"]
+    try:
+        loaded = tm.load([task])["tasks"]
+    except KeyError as exc:
+        where = f" (looked in {include_path} and lm-eval's own tasks)" if include_path else ""
+        raise ValueError(f"unknown task {task!r}{where}: {exc.args[0] if exc.args else exc}") from None
     if len(loaded) != 1:
         raise ValueError(f"{task!r} is a group of {len(loaded)} tasks: run the adaptive sampler on one task "
                          f"at a time ({sorted(loaded)})")
@@ -99,13 +103,13 @@ def run_adaptive(task: str, model, model_args: str | None = None, *, output_path
     import lm_eval
 
     out = Path(output_path)
-    out.mkdir(parents=True, exist_ok=True)
     settings = {"task": task, "model": model if isinstance(model, str) else type(model).__name__,
                 "model_args": model_args or "", "limit": limit, "metadata": dict(metadata or {}),
                 "gen_kwargs": gen_kwargs if not isinstance(gen_kwargs, Mapping) else dict(gen_kwargs),
                 "batch_size": batch_size, "include_path": str(include_path) if include_path else None,
                 "chunk_samples": chunk_samples}
     tm, name, task_obj = _load_task(task, include_path, metadata)
+    out.mkdir(parents=True, exist_ok=True)
     if getattr(task_obj, "UNSAFE_CODE", False) and not confirm_run_unsafe_code:
         raise ValueError(f"{name} executes model-written code: pass confirm_run_unsafe_code=True "
                          "(--confirm_run_unsafe_code)")
@@ -149,8 +153,7 @@ def run_adaptive(task: str, model, model_args: str | None = None, *, output_path
                 continue
             d = int(rec["doc_id"])
             statuses = rec["filtered_resps"][0]
-            outcome_counts(statuses)  # validates: a list of statuses/booleans
-            drawn[d] = [s == "passed" if isinstance(s, str) else bool(s) for s in statuses]
+            drawn[d] = outcome_flags(statuses)
             lines.append({"doc_id": d, "round": state.round, "seed": chunk_seed,
                           "arguments": rec.get("arguments"),
                           "samples": [[c, s] for c, s in zip(rec["resps"][0], statuses)]})

@@ -81,12 +81,11 @@ def _cmd_check(args) -> int:
             f.write(json.dumps(r) + "\n")
     # Per-problem summary: n, c, PU with its interval, pass@1.
     counts: dict[str, list[int]] = {}
+    statuses: dict[str, int] = {}
     for r in results:
         nc = counts.setdefault(r["task_id"], [0, 0])
         nc[0] += 1
         nc[1] += r["passed"]
-    statuses: dict[str, int] = {}
-    for r in results:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
     pus = [c / n for n, c in counts.values()]
     print(f"problems from {origin}")
@@ -107,7 +106,7 @@ def _cmd_check(args) -> int:
 
 def _cmd_passuntil(args) -> int:
     from .adaptive import StopRule
-    from .adaptive_runner import SettingsMismatch, run_adaptive
+    from .adaptive_runner import run_adaptive
 
     try:
         rule = StopRule(r=args.r, cap=args.cap, first=args.first, growth=args.growth,
@@ -128,7 +127,7 @@ def _cmd_passuntil(args) -> int:
                            chunk_samples=args.chunk_samples, ks=ks,
                            confirm_run_unsafe_code=args.confirm_run_unsafe_code,
                            shared_prefix=not args.no_shared_prefix)
-    except SettingsMismatch as exc:
+    except ValueError as exc:  # SettingsMismatch, unknown task, bad task config
         raise SystemExit(f"error: {exc}")
     (task,) = res["results"]
     print(json.dumps({"results": res["results"][task], "passuntil": res["passuntil"]}, indent=2))

@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from .passuntil import estimate_instance, pass_at_k as _pass_at_k
 
 
-def outcome_counts(outcomes) -> tuple[int, int]:
-    """(n, c) from a list of statuses or booleans."""
+def outcome_flags(outcomes) -> list[bool]:
+    """Pass (True) / not (False) per sample, from a list of statuses or booleans."""
     # ValueError, not TypeError: lm-eval retries a metric that raises
     # TypeError with other arguments, which would hide this message.
     if not isinstance(outcomes, (list, tuple)):
@@ -39,18 +39,23 @@ def outcome_counts(outcomes) -> tuple[int, int]:
             f"outcomes (statuses or booleans), got {type(outcomes).__name__}: put a filter such as "
             "`passuntil_execute` in the task's filter_list"
         )
-    n = len(outcomes)
-    if n == 0:
+    if not outcomes:
         raise ValueError("an instance has no samples (repeats must be >= 1)")
-    c = 0
+    flags = []
     for o in outcomes:
         if isinstance(o, str):
-            c += o == "passed"
+            flags.append(o == "passed")
         elif isinstance(o, (bool, int)):
-            c += bool(o)
+            flags.append(bool(o))
         else:
             raise ValueError(f"unrecognised outcome {o!r}: expected a status string or a boolean")
-    return n, c
+    return flags
+
+
+def outcome_counts(outcomes) -> tuple[int, int]:
+    """(n, c) from a list of statuses or booleans."""
+    flags = outcome_flags(outcomes)
+    return len(flags), sum(flags)
 
 
 def _only(predictions: Sequence) -> tuple[int, int]:

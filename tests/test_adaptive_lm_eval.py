@@ -108,3 +108,13 @@ def test_kill_and_resume_through_lm_eval(tiny_model_dir, tmp_path):
     other[other.index("--r") + 1] = "3"
     refused = subprocess.run(other, env=env(), capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0 and "other settings" in refused.stderr
+
+
+def test_unknown_task_is_a_clear_error_and_writes_nothing(tmp_path):
+    from lm_eval_ext.adaptive_runner import run_adaptive
+
+    tasks = make_task(tmp_path)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="unknown task 'nope'"):
+        run_adaptive("nope", "hf", "pretrained=unused", output_path=out, include_path=tasks)
+    assert not out.exists()

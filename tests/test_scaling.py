@@ -19,7 +19,6 @@ from analysis.scaling import (
     task_pu_by_size,
     _deta_dpu,
     _design,
-    _eta_from_pu,
     _pu_from_eta,
 )
 

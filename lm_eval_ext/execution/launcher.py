@@ -22,7 +22,8 @@ runs: resource limits (CPU, address space, file size, open files, processes),
 no-new-privs and an empty capability set, a Landlock ruleset (read-only access
 to the Python installation, read-write to its own temporary directory only,
 no TCP, no signals or abstract sockets outside its domain) where the kernel
-has Landlock, and a CPython audit hook that refuses process creation, signals,
+has Landlock, a seccomp filter (no process creation, sockets, metadata
+changes, ptrace or io_uring; see ``apply_seccomp``), and a CPython audit hook that refuses process creation, signals,
 ctypes, sockets, and writes outside the temporary directory. The audit hook
 is a convenience layer (clear errors, and a guard where the kernel offers
 nothing better); the kernel mechanisms are the sandbox.
@@ -32,8 +33,12 @@ mutates its arguments and inspects them afterwards (arguments are copies);
 candidate functions that take or return objects other than builtin data
 (functions, class instances): those calls fail, and the sample FAILS.
 
+The tests reach the supervisor as a second frame on stdin, read only after
+the worker has been forked, so the worker's memory never holds them.
+
 This file must stay importable with ``-I -S`` (stdlib only, no package
-imports) because it is executed as a standalone script.
+imports) because it is executed as a standalone script (compiled once per
+harness process, see ``sandbox._launcher``).
 """
 
 import os
