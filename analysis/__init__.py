@@ -1,9 +1,10 @@
-"""Analyses over directories of lm-eval results.
+"""Analyses over lm-eval result directories and tidy tables.
 
-- :mod:`analysis.ingest`: v0.4 and v0.3 result files, PassUntil samples, manifests.
-- :mod:`analysis.scaling`: the task scaling law PU(N) = exp(-c N^-alpha), curvature, backtests.
-- :mod:`analysis.circuits`: the paper's two-circuit and multi-step alternatives, compared with the law.
-- :mod:`analysis.emergence_law`: emergence laws by finetuning (Snell et al. 2024).
+- :mod:`analysis.ingest`: v0.4/v0.3 result files, PassUntil samples, manifests, tidy tables.
+- :mod:`analysis.forecast`: the forecasting core every fit uses (forward-chaining calibration
+  of prediction intervals, interval scores, verdicts, ``python -m analysis backtest``).
+- :mod:`analysis.tasklaw`: the PassUntil task law PU(N) = exp(-c N^-alpha) and its alternatives.
+- :mod:`analysis.emergence`: emergence laws by finetuning (Snell et al. 2024).
 - :mod:`analysis.seeds`: distributions across random seeds (Zhao et al. 2025).
-- ``python -m analysis scaling|emergence|seeds ...``: the command line (:mod:`analysis.cli`).
+- ``python -m analysis scaling|emergence|seeds|backtest ...``: the command line (:mod:`analysis.cli`).
 """

@@ -1,11 +1,11 @@
-"""The paper's two-circuit alternative and the curve comparison (analysis.circuits)."""
+"""The paper's two-circuit alternative and the curve comparison (analysis.tasklaw.circuits)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.circuits import MODELS, compare_curves, fit_curve
-from analysis.scaling import classify_curvature
+from analysis.tasklaw.circuits import MODELS, compare_curves, fit_curve
+from analysis.tasklaw.law import classify_curvature
 from tests.test_scaling import LOG_C_EASY, make_counts
 
 SIZES7 = np.geomspace(1e8, 1e10, 7)
@@ -53,7 +53,7 @@ def test_law_data_keep_the_law():
     # Law plus binomial noise, instances sharing c (so the task mean is a law
     # exactly): observed, the law preferred by QAIC in 8 of 8 sets and
     # bootstrap p-values 0.15-0.85.  (With instance spread in c_i the task
-    # mean is a mixture and bends: see the analysis.circuits docstring.)
+    # mean is a mixture and bends: see the analysis.tasklaw.circuits docstring.)
     rng = np.random.default_rng(5)
     best, reject = [], 0
     for i in range(8):

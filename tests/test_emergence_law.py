@@ -1,4 +1,4 @@
-"""Emergence laws (analysis.emergence_law) against synthetic ground truth.
+"""Emergence laws (analysis.emergence.law) against synthetic ground truth.
 
 Every simulation uses a fixed seed, so the tests are deterministic; the
 thresholds are chosen so that a correct method passes with margin at the
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.emergence_law import (
+from analysis.emergence.law import (
     backtest_emergence,
     calibrate_d0,
     fit_emergence_curve,

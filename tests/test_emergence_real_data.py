@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.emergence_law import fit_emergence_curve
+from analysis.emergence.law import fit_emergence_curve
 
 CSV = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gadre2024_scaling" / "gadre2024_wide.csv"
 WINOGRANDE_ITEMS = 1267

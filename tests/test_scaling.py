@@ -1,4 +1,4 @@
-"""Task scaling laws (analysis.scaling) against synthetic ground truth.
+"""Task scaling laws (analysis.tasklaw.law) against synthetic ground truth.
 
 Every simulation uses a fixed seed, so the tests are deterministic; the
 thresholds are chosen so that a correct method passes with margin at the
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.scaling import (
+from analysis.tasklaw.law import (
     backtest,
     classify_curvature,
     fit_task_law,

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from analysis.ingest import read_results
-from analysis.scaling import backtest, fit_task_law
+from analysis.tasklaw.law import backtest, fit_task_law
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TARBALL = DATA / "pythia_evals" / "pythia_v1_evals.tar.gz"

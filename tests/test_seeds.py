@@ -14,7 +14,7 @@ import pytest
 import statsmodels.api as sm
 from scipy import special, stats
 
-from analysis.seeds import (
+from analysis.seeds.distributions import (
     fit_mixture,
     fit_psuccess,
     kde_mode,
@@ -65,7 +65,7 @@ def test_unimodal_family_is_not_called_bimodal():
     of 300 samples of 20 (17% at 10 values, 4% at 40), and on uniform data far
     more often (two Gaussians fit a flat law better than one): hence "bimodal"
     means the dip test, and BIC is reported alongside."""
-    from analysis.seeds import dip_test
+    from analysis.seeds.distributions import dip_test
 
     rates = {}
     for family in ("normal", "uniform"):
@@ -276,7 +276,7 @@ def test_parse_seed(name, seed):
 
 
 def test_plot_writes_png(tmp_path):
-    from analysis.seeds_plot import plot_seed_distributions
+    from analysis.seeds.plot import plot_seed_distributions
 
     res = seed_distributions(_bimodal(np.random.default_rng(2), n_seeds=12), n_boot=100, n_perm=49)
     png = plot_seed_distributions(res, tmp_path / "s.png", title="synthetic")

@@ -6,7 +6,7 @@ Stages (each resumable; a rerun skips what is finished):
 1. train every size but the largest, for every seed (:mod:`.ladder`);
 2. score them on the lab's PassUntil tasks through lm-eval (:mod:`.evaluate`);
 3. fit the task scaling law ``PU(N) = exp(-c N^-alpha)``
-   (:func:`analysis.scaling.fit_task_law`, task level, each seed's instances
+   (:func:`analysis.tasklaw.law.fit_task_law`, task level, each seed's instances
    kept apart) and write ``prediction.json`` -- the largest size's PU with its
    prediction interval, timestamped -- *before* the largest model is trained
    (a rerun keeps the first prediction);
@@ -208,7 +208,7 @@ def load_counts(out: Path, sizes: Sequence[Size], cfg: LabConfig) -> pd.DataFram
 
 def task_counts(df: pd.DataFrame, task: str) -> pd.DataFrame:
     """Counts of ``task`` for every seed of a size, one row per (N, seed x
-    instance): the table :func:`analysis.scaling.fit_task_law` takes.  Each
+    instance): the table :func:`analysis.tasklaw.law.fit_task_law` takes.  Each
     (seed, instance) is its own instance, so a size's task PU is the mean over
     seeds and instances of c/n, the seed-averaged ability.  (Summing counts
     over seeds would weight each seed by the samples it drew, and the
@@ -231,7 +231,7 @@ def per_model_pu(df: pd.DataFrame) -> pd.DataFrame:
 def fit_and_predict(train: pd.DataFrame, n_target: float):
     """(fit, prediction row) for one task; the fit is task level (the
     calibrated prediction interval)."""
-    from analysis.scaling import fit_task_law
+    from analysis.tasklaw.law import fit_task_law
 
     with_passes = int((train.groupby("N")["c"].sum() > 0).sum())
     if with_passes < 2:
@@ -276,8 +276,8 @@ def prediction_stage(out: Path, df: pd.DataFrame, cfg: LabConfig, largest: Size)
 def outcome(df: pd.DataFrame, prediction: dict, cfg: LabConfig, n_largest: float) -> dict:
     """Observed vs predicted for each task (refits on the same smaller sizes,
     which reproduces the stored prediction; the interval is also given with
-    the observation's own sampling noise, as analysis.scaling.backtest does)."""
-    from analysis.scaling import task_pu_by_size
+    the observation's own sampling noise, as analysis.tasklaw.law.backtest does)."""
+    from analysis.tasklaw.law import task_pu_by_size
 
     res = {}
     for task in cfg.tasks:
@@ -305,7 +305,7 @@ def outcome(df: pd.DataFrame, prediction: dict, cfg: LabConfig, n_largest: float
 
 def seed_stage(models: pd.DataFrame, cfg: LabConfig) -> dict:
     """Run analysis.seeds over the per-model PU of every task."""
-    from analysis.seeds import seed_distributions
+    from analysis.seeds.distributions import seed_distributions
 
     out = {"tasks": {}}
     for task in cfg.tasks:

@@ -1,8 +1,8 @@
 """The lab's report: ``report.md`` with PNG plots, written into the run's directory.
 
 Plots: the scaling law of each task with the held-out largest size marked
-(``analysis.plots.plot_task_law``), every model's PU by size and seed
-(``per_size_pu.png``), and the seed distributions (``analysis.seeds_plot``).
+(``analysis.tasklaw.plot.plot_task_law``), every model's PU by size and seed
+(``per_size_pu.png``), and the seed distributions (``analysis.seeds.plot``).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def plot_per_size(models: pd.DataFrame, path: Path, tasks, n_largest: float) -> 
 
 def write_report(out: Path, cfg, df: pd.DataFrame, models: pd.DataFrame, prediction: dict, outcome: dict,
                  seeds: dict) -> Path:
-    from analysis.plots import plot_task_law
+    from analysis.tasklaw.plot import plot_task_law
 
     from .pipeline import task_counts
 
@@ -120,7 +120,7 @@ def write_report(out: Path, cfg, df: pd.DataFrame, models: pd.DataFrame, predict
                          f"{_fmt(float(m['value'].iloc[0])) if len(m) else '-'} |")
     lines += ["", "PU here is the task PU of Hu et al. 2023: the mean over test instances of the pass rate, "
               "averaged over the seeds of a size (each seed's instances kept apart). The law PU(N) = exp(-c N^-alpha) is fitted by "
-              "`analysis.scaling.fit_task_law(level=\"task\")` (quasi-binomial cloglog GLM); its prediction "
+              "`analysis.tasklaw.law.fit_task_law(level=\"task\")` (quasi-binomial cloglog GLM); its prediction "
               "interval includes the between-size scatter.", ""]
 
     # scaling-law plots
@@ -141,7 +141,7 @@ def write_report(out: Path, cfg, df: pd.DataFrame, models: pd.DataFrame, predict
                       title=f"{task}: fitted on the smaller sizes; ◆ held-out largest")
         lines += [f"### {task}", "", f"![scaling law {task}]({png.name})", "", "```", fit.summary(), "```", ""]
         try:
-            from analysis.scaling import classify_curvature
+            from analysis.tasklaw.law import classify_curvature
 
             cur = classify_curvature(train)
             lines += [f"Curvature of log(-log PU) in log N (smaller sizes): **{cur.label}** "
@@ -168,7 +168,7 @@ def write_report(out: Path, cfg, df: pd.DataFrame, models: pd.DataFrame, predict
 
     # seeds
     lines += ["## Seed distributions (Zhao et al. 2025)", ""]
-    from analysis.seeds_plot import plot_seed_distributions
+    from analysis.seeds.plot import plot_seed_distributions
 
     for task, entry in seeds["tasks"].items():
         lines += [f"### {task}", ""]

@@ -1021,7 +1021,7 @@ def classify_curvature(df: pd.DataFrame, *, level: float = 0.05) -> CurvatureRes
     at most 1 (binomial noise only), else ``F(1, S-3)`` on ``dev_diff/phi``.
     Sign convention: see :class:`CurvatureResult`.  Needs >= 4 sizes.
     The paper's two-circuit mixture (and the multi-step product) are fitted
-    and compared with the law in :func:`analysis.circuits.compare_curves`.
+    and compared with the law in :func:`analysis.tasklaw.circuits.compare_curves`.
     """
     level = _check_level(level)
     d = _validate(df, min_sizes=4)

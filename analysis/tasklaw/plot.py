@@ -10,8 +10,8 @@ import pandas as pd
 
 def task_means(df: pd.DataFrame) -> pd.DataFrame:
     """Per size: the task PU (mean of per-instance c/n) and its sampling
-    standard error, as the fit sees them (:func:`analysis.scaling.task_pu_by_size`)."""
-    from .scaling import task_pu_by_size
+    standard error, as the fit sees them (:func:`analysis.tasklaw.law.task_pu_by_size`)."""
+    from .law import task_pu_by_size
 
     s = task_pu_by_size(df)
     return s.assign(se=np.sqrt(s["var"]))[["N", "pu", "se", "m"]]

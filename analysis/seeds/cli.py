@@ -52,8 +52,8 @@ def load_seed_runs(paths, manifest=None, *, task: str | None = None, metric: str
     the models and files) for runs without a seed or size, and
     FileNotFoundError when there are no results.
     """
-    from .ingest import attach_sizes, read_manifest, read_results
-    from .seeds import parse_seed
+    from ..ingest import attach_sizes, read_manifest, read_results
+    from .distributions import parse_seed
 
     res = read_results(paths)
     tasks = sorted(res["task"].unique())
@@ -102,8 +102,8 @@ def _slug(text: str) -> str:
 
 
 def _cmd_seeds(args) -> int:
-    from .seeds import seed_distributions
-    from .seeds_plot import plot_seed_distributions
+    from .distributions import seed_distributions
+    from .plot import plot_seed_distributions
 
     try:
         runs = load_seed_runs(args.results, args.manifest, task=args.task, metric=args.metric,

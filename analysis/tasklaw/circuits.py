@@ -29,7 +29,7 @@ two_circuit    5   w exp(-exp(a1 - b1 xc)) + (1 - w) exp(-exp(a2 - b2 xc))
 =============  ==  ==========================================================
 
 Data and likelihood are those of the task-level fit of
-:func:`analysis.scaling.fit_task_law` (``level="task"``): the task PU per
+:func:`analysis.tasklaw.law.fit_task_law` (``level="task"``): the task PU per
 size (mean over instances of c/n) with binomial weight ``n_eff``, the size
 whose binomial variance equals the sampling variance of that mean.  So the
 ``law`` row reproduces the task-level GLM's deviance.
@@ -74,7 +74,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special
 
-from .scaling import _by_size, _validate
+from .law import _by_size, _validate
 
 __all__ = ["compare_curves", "CurveComparison", "CurveFit", "fit_curve", "MODELS"]
 
@@ -244,7 +244,7 @@ def _law_start(xc, y, w):
 
 def fit_curve(df: pd.DataFrame, model: str = "two_circuit", *, random_state=0) -> CurveFit:
     """Fit one of :data:`MODELS` to the task-level PU of a counts table
-    (columns N, instance, n, c; see :mod:`analysis.scaling`)."""
+    (columns N, instance, n, c; see :mod:`analysis.tasklaw.law`)."""
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose from {sorted(MODELS)}")
     _, s, xc, xbar = _prepare(df)

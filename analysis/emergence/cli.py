@@ -6,7 +6,7 @@ Reads the results of every model in the manifest (the finetuned checkpoints,
 takes each base checkpoint's pretraining loss L from the manifest's ``loss``
 column or, where it has none, from the loss task's result for the base
 checkpoint, fits ``Perf = A*ReLU(E(D) - L) + B`` with
-``E(D) = k*(log D)^alpha + C`` (:mod:`analysis.emergence_law`), and prints a
+``E(D) = k*(log D)^alpha + C`` (:mod:`analysis.emergence.law`), and prints a
 table, the fit, the few-shot emergence point ``E(D0)`` and an optional
 backtest; writes ``emergence_<task>.json`` and ``emergence_<task>.png``.
 
@@ -88,7 +88,7 @@ def emergence_table(results, manifest, *, task: str | None = None, metric: str =
     manifest models without results.  Raises ValueError (naming the manifest,
     model, file or column) on inconsistent input.
     """
-    from .ingest import read_manifest, read_results
+    from ..ingest import read_manifest, read_results
 
     res = read_results(results)
     mpath = str(manifest)
@@ -194,8 +194,8 @@ def _overview(table: pd.DataFrame) -> str:
 
 
 def _cmd_emergence(args) -> int:
-    from .emergence_law import backtest_emergence, calibrate_d0, fit_emergence_curve, fit_emergence_law
-    from .emergence_plot import plot_emergence
+    from .law import backtest_emergence, calibrate_d0, fit_emergence_curve, fit_emergence_law
+    from .plot import plot_emergence
 
     def fail(msg) -> int:
         print(f"error: {msg}", file=sys.stderr)
