@@ -11,6 +11,7 @@ import argparse
 
 def main(argv: list[str] | None = None) -> int:
     from .emergence import cli as emergence_cli
+    from .forecast import cli as forecast_cli
     from .seeds import cli as seeds_cli
     from .tasklaw import cli as tasklaw_cli
 
@@ -20,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
     # each module's add_parser() adds a parser whose default ``fn`` (args -> exit code) runs it
-    for module in (tasklaw_cli, emergence_cli, seeds_cli):
+    for module in (tasklaw_cli, forecast_cli, emergence_cli, seeds_cli):
         module.add_parser(sub)
     args = parser.parse_args(argv)
     return args.fn(args)

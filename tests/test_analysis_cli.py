@@ -47,9 +47,13 @@ def test_scaling_cli_end_to_end(runs):
     assert png.is_file() and png.stat().st_size > 10_000
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((out / "scaling_toy_passuntil.json").read_text())
-    assert report["task"] == "toy_passuntil" and report["predictions"][0]["N"] == 1e6
+    assert report["task"] == "toy_passuntil" and report["predictions"][0]["x"] == 1e6
     p = report["predictions"][0]
-    assert 0 <= p["lower"] <= p["pu"] <= p["upper"] <= 1
+    assert set(p) == {"model", "x", "observed", "predicted", "lower", "upper", "covered"}
+    assert 0 <= p["lower"] <= p["predicted"] <= p["upper"] <= 1
+    # the verdict is printed next to the predictions and saved
+    assert report["verdict"] in ("follows the law", "bends (accelerating)", "bends (saturating)", "no usable trend")
+    assert f"[verdict: {report['verdict']}]" in proc.stdout
     # three sizes: only the law keeps a residual df; the alternatives are
     # fitted and listed, but not compared
     comp = report["curve_comparison"]

@@ -88,8 +88,8 @@ def test_task_level_ci_covers_alpha_and_log_c():
 
 def test_instance_level_ci_covers_shared_alpha():
     # Per-instance c_i vary, alpha shared; 5 instances keep 100 fits fast.
-    # Long-run coverage observed: 95% (spread 0.3, 300 sets); with spread 1.0
-    # and n ~ 2000 the Wald interval is a little optimistic (~91%).
+    # Hierarchical fit (Wald interval of the fixed effect alpha, conditional
+    # on the fitted Sigma): observed 96/100 here.
     rng = np.random.default_rng(7)
     hit = 0
     for _ in range(100):
@@ -197,19 +197,25 @@ def test_never_solved_and_saturated_are_kept_and_counted():
     base, df = _with_special_instances(np.random.default_rng(1))
     res = fit_task_law(df, level="instance")
     assert res.n_instances == 9
-    assert (res.n_never_solved, res.n_saturated, res.n_unidentified) == (1, 1, 1)
+    assert (res.n_never_solved, res.n_saturated) == (1, 1)
     status = res.instance_params.set_index("instance")["status"]
     assert status["never"] == "never_solved" and status["sat"] == "saturated"
-    assert status["one"] == "unidentified"
+    assert status["one"] == "partial"  # 5 passes at one size: shrunk, not "unidentified"
     assert "never solved: 1" in res.summary()
-    # task PU = mean over all 9 instances: never-solved counts as ~0, saturated as 1
-    pred = res.predict(SIZES)
-    base_pred = fit_task_law(base, level="instance").predict(SIZES, interval=False)
-    one_pu = res.predict(SIZES, interval=False)["pu"] * 9 - base_pred["pu"] * 6 - 1
-    assert np.allclose(one_pu, [0, 0, 0, 0, 0, 5 / 3000], atol=2e-4)
+    # task PU = mean over all 9 instances of their posterior expected PU
+    grid = list(SIZES) + [10 * SIZES[-1]]
+    per = res.predict_instances(grid)
+    pred = res.predict(grid)
+    assert np.allclose(per.mean(axis=0).to_numpy(), pred["pu"])
+    # never-solved: small but not 0 (its posterior is the prior moved by the
+    # zeros); saturated: ~1; "one" (5/3000 at the largest size only): its
+    # own rate there, and one decade later well below the old independent
+    # fit's runaway (that fit separated: PU ~1)
+    assert 0 < per.loc["never", SIZES[-1]] < 0.01
+    assert per.loc["sat"].min() > 0.99
+    assert 5 / 3000 / 3 < per.loc["one", SIZES[-1]] < 3 * 5 / 3000
+    assert per.loc["one", 10 * SIZES[-1]] < 0.6
     assert np.all(pred["lower"] <= pred["pu"]) and np.all(pred["pu"] <= pred["upper"])
-    # the never-solved instance's one-sided upper bound widens the upper limit
-    assert np.all(pred["upper"] - pred["pu"] >= (1 - 0.05 ** (1 / 3000)) / 9 - 1e-12)
     d = res.to_dict()
     json.dumps(d)
     assert d["n_never_solved"] == 1 and len(d["instances"]) == 9
@@ -307,28 +313,40 @@ def test_unbalanced_data_warns_at_task_level_only():
     assert res.n_instances == 4 and res.params["alpha"] == pytest.approx(ALPHA, abs=0.05)
 
 
-def test_instance_level_prediction_interval_covers_held_out_size_under_scatter():
-    # Per-size shift of eta (sd 0.3) shared by all instances, instance spread
-    # 0.3.  Per-instance fits cannot see the shift; the interval borrows the
-    # task-level scatter.  Observed: 93/100 (also with an all-censored
-    # training size); the per-instance band alone (no tau2, no task-level
-    # variance) covers far less.
-    rng = np.random.default_rng(99)
-    hit = band_only = 0
+def _instances_with_truth(rng, m, sd_c, sd_a, n_range=(200, 2000)):
+    x = np.log(SIZES)
+    lc = LOG_C_EASY + sd_c * rng.standard_normal(m)
+    al = ALPHA + sd_a * rng.standard_normal(m)
+    n = rng.integers(n_range[0], n_range[1], size=(m, len(SIZES)))
+    c = rng.binomial(n, np.exp(-np.exp(lc[:, None] - al[:, None] * x[None, :])))
+    df = pd.DataFrame({"N": np.tile(SIZES, m), "instance": np.repeat([f"i{i}" for i in range(m)], len(SIZES)),
+                       "n": n.ravel(), "c": c.ravel()})
+
+    def truth(N):  # mean over these instances of their true PU
+        N = np.asarray(N, float)
+        return np.exp(-np.exp(lc[:, None] - al[:, None] * np.log(N)[None, :])).mean(0)
+
+    return df, truth
+
+
+def test_instance_level_interval_covers_true_mean_pu_of_the_instances():
+    # The instance-level interval is an estimation interval for the mean of
+    # the m instances' true PU (no between-size scatter: that is left to a
+    # calibration layer).  log c_i (sd 0.5) and alpha_i (sd 0.1) vary; fit
+    # on the 5 smaller sizes; check the held-out size and 10x beyond it.
+    # Observed 55/60 and 55/60; integrating Gaussians around the posterior
+    # modes instead of the posterior means gave 54 and 46 (52 and 21 with
+    # m = 100): the modes' bias at PU near 1 does not average out.
+    rng = np.random.default_rng(21)
+    hit = np.zeros(2)
     for _ in range(60):
-        df = make_counts(rng, m=6, log_c=LOG_C_EASY, scatter=0.3, spread=0.3)
+        df, truth = _instances_with_truth(rng, 20, 0.5, 0.1)
         train = df[df["N"] < SIZES[-1]]
-        held = task_pu_by_size(df[df["N"] == SIZES[-1]]).iloc[0]
-        res = fit_task_law(train, level="instance")
-        assert res.tau2 > 0
-        pred = res.predict([SIZES[-1]], n_eff=[held["n_eff"]]).iloc[0]
-        hit += pred["lower"] <= held["pu"] <= pred["upper"]
-        res.tau2 = 0.0
-        res._instance_state["task_cov_pred"] = np.zeros((2, 2))
-        narrow = res.predict([SIZES[-1]], n_eff=[held["n_eff"]]).iloc[0]
-        band_only += narrow["lower"] <= held["pu"] <= narrow["upper"]
-    assert hit >= 52, hit  # 87%; observed 56 of 60
-    assert band_only <= 47, band_only  # observed 43 (72%)
+        Nq = np.array([SIZES[-1], 10 * SIZES[-1]])
+        pred = fit_task_law(train, level="instance").predict(Nq)
+        t = truth(Nq)
+        hit += (pred["lower"].to_numpy() <= t) & (t <= pred["upper"].to_numpy())
+    assert hit[0] >= 50 and hit[1] >= 48, hit
 
 
 def test_profile_interval_for_alpha_at_instance_level():
@@ -339,10 +357,13 @@ def test_profile_interval_for_alpha_at_instance_level():
     prof = res.conf_int(method="profile").loc["alpha"]
     a_hat = res.params["alpha"]
     assert prof["lower"] < a_hat < prof["upper"]
-    # near-quadratic likelihood here: the two agree to within 10% of the width
+    assert prof["lower"] < ALPHA < prof["upper"]
+    # The profile re-maximises Sigma (from 5 instances) at each alpha, the
+    # Wald interval holds it fixed: the profile is somewhat wider (observed
+    # [0.7694, 0.8034] vs [0.7737, 0.8016]) but of the same size.
     width = wald["upper"] - wald["lower"]
-    assert abs(prof["lower"] - wald["lower"]) < 0.1 * width
-    assert abs(prof["upper"] - wald["upper"]) < 0.1 * width
+    assert prof["lower"] <= wald["lower"] + 1e-9 and prof["upper"] >= wald["upper"] - 1e-9
+    assert (prof["upper"] - prof["lower"]) < 1.6 * width
     assert res.conf_int(method="profile").loc["log_c"].equals(res.conf_int().loc["log_c"])
     with pytest.raises(ValueError, match="profile"):
         fit_task_law(df, level="task").conf_int(method="profile")

@@ -1,5 +1,5 @@
-"""``python -m analysis emergence RESULTS_DIR... --manifest M``: the emergence
-law (Snell et al. 2024) from lm-eval result directories.
+"""``python -m analysis emergence INPUT... [--manifest M]``: the emergence
+law (Snell et al. 2024) from lm-eval result directories or tidy tables.
 
 Reads the results of every model in the manifest (the finetuned checkpoints,
 ``D > 0``, and the base checkpoints themselves, ``D = 0``: the few-shot rows),
@@ -16,6 +16,17 @@ lm-eval records it), ``checkpoint`` (the base checkpoint's label), ``D``
 ``loss``, ``flops``.  The base checkpoint of label X is the model of the
 manifest row with ``checkpoint == X`` and ``D == 0`` (as ``lm-eval-ext
 finetune-sweep`` writes it), else the model named X itself.
+
+Tables (.csv, .tsv, .parquet, .jsonl, .json; :mod:`analysis.ingest.tables`)
+carry the manifest's columns themselves, one row per (model, task): ``model``,
+``task``, ``score`` (or value/acc; the metric ``perf``), ``D``, ``loss`` (the
+base checkpoint's pretraining loss L; or rows of the loss task), optionally
+``n_items`` (items evaluated: binomial likelihood), ``seed``, ``compute``
+(FLOPs, for the backtest's lead), ``metric``, and ``checkpoint`` (the base
+checkpoint's label).  Without ``checkpoint`` the base checkpoint is named by
+``run``/``step`` where the table has them, else by its loss (rows with one
+loss share a checkpoint).  A manifest is needed for lm-eval directories and
+optional for tables (its rows win for the models it lists).
 """
 
 from __future__ import annotations
@@ -28,25 +39,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..ingest import TableWarning
+
 DEFAULT_LOSS_TASK = "emergence_loss"
 DEFAULT_LOSS_METRIC = "nll_per_token"
-
-
-def _n_items(file: str, task: str, cache: dict) -> float:
-    """Items lm-eval evaluated for ``task`` (``n-samples.<task>.effective`` of
-    the v0.4 results file), NaN where the file does not say."""
-    if file not in cache:
-        try:
-            with open(file, encoding="utf-8") as f:
-                cache[file] = json.load(f).get("n-samples") or {}
-        except (OSError, ValueError):
-            cache[file] = {}
-    entry = cache[file].get(task)
-    if isinstance(entry, dict):
-        v = entry.get("effective", entry.get("original"))
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 1:
-            return float(v)
-    return math.nan
 
 
 def _metric_rows(res: pd.DataFrame, task: str, metric: str, where: str) -> pd.DataFrame:
@@ -78,21 +74,66 @@ def _metric_rows(res: pd.DataFrame, task: str, metric: str, where: str) -> pd.Da
     return sel
 
 
-def emergence_table(results, manifest, *, task: str | None = None, metric: str = "acc",
+def _table_manifest(res: pd.DataFrame) -> pd.DataFrame:
+    """The manifest that table rows carry: one row per model with D, and its
+    checkpoint, seed, loss, flops (see the module docstring)."""
+    from ..ingest.tables import _ids_from
+
+    t = res[res["source"] == "table"] if "source" in res.columns else res.iloc[:0]
+    if t.empty:
+        return pd.DataFrame(columns=["model", "checkpoint", "D"])
+    if "D" not in t.columns or t["D"].isna().all():
+        files = sorted(t["file"].unique())
+        raise ValueError(f"{files[0]}: no column D (finetuning examples, 0 = not finetuned); an emergence table "
+                         "needs model, task, score, D and loss (or rows of the loss task)")
+    t = t[t["D"].notna()]
+    per = t.drop_duplicates("model").copy()
+    if "checkpoint" in per.columns and per["checkpoint"].notna().all():
+        ck = per["checkpoint"].map(str)
+    else:
+        ident = [c for c in ("run", "step") if c in per.columns and per[c].notna().any()]
+        if ident:
+            ck = _ids_from(per, ident)
+        elif "loss" in per.columns and per["loss"].notna().all():
+            ck = per["loss"].map(lambda v: f"L={v:.6g}")
+        else:
+            raise ValueError(f"{per['file'].iloc[0]}: cannot tell which base checkpoint each row belongs to: "
+                             "add a column checkpoint (or run/step), or a column loss (one per checkpoint)")
+    out = pd.DataFrame({"model": per["model"].astype(str).to_numpy(), "checkpoint": ck.to_numpy(),
+                        "D": per["D"].astype(float).to_numpy()})
+    for col, name in (("seed", "seed"), ("loss", "loss"), ("compute", "flops")):
+        if col in per.columns:
+            out[name] = per[col].to_numpy()
+    return out
+
+
+def emergence_table(results, manifest=None, *, task: str | None = None, metric: str = "acc",
                     loss_task: str = DEFAULT_LOSS_TASK, loss_metric: str = DEFAULT_LOSS_METRIC):
     """The tidy table the emergence fits read, one row per manifest model with results.
 
-    Returns ``(table, task, notes)``: columns checkpoint, model, D, seed, L,
-    perf, n (items evaluated, when every results file says), flops (when the
-    manifest has it), file; the performance task used; and notes about
-    manifest models without results.  Raises ValueError (naming the manifest,
-    model, file or column) on inconsistent input.
+    ``results``: lm-eval output and/or table files (:func:`analysis.ingest.load`);
+    ``manifest``: required for lm-eval output, optional for tables (which carry
+    D, loss, ... themselves).  Returns ``(table, task, notes)``: columns
+    checkpoint, model, D, seed, L, perf, n (items evaluated, when every row
+    says), flops (when known), file; the performance task used; and notes
+    about manifest models without results.  Raises ValueError (naming the
+    manifest, model, file or column) on inconsistent input.
     """
-    from ..ingest import read_manifest, read_results
+    from ..ingest import load, read_manifest
 
-    res = read_results(results)
-    mpath = str(manifest)
-    man = read_manifest(manifest)
+    res = load(results, kind="scores")
+    res = res.assign(value=res["score"], filter=res["filter"].fillna("none"))
+    from_tables = _table_manifest(res)
+    if manifest is None:
+        lm = res["source"] != "table"
+        if lm.any():
+            raise ValueError(f"--manifest (model, checkpoint, D) is needed for lm-eval results: "
+                             f"{sorted(res.loc[lm, 'file'].unique())[0]} ...; tables carry D and loss themselves")
+        mpath = ", ".join(sorted(res["file"].unique()))
+        man = from_tables
+    else:
+        mpath = str(manifest)
+        man = read_manifest(manifest)
     for col in ("checkpoint", "D"):
         if col not in man.columns:
             raise ValueError(f"{mpath}: no {col!r} column (columns: {', '.join(map(str, man.columns))}); "
@@ -104,6 +145,9 @@ def emergence_table(results, manifest, *, task: str | None = None, metric: str =
     if bad.any():
         raise ValueError(f"{mpath}: column 'checkpoint' is empty for model(s) {man.loc[bad, 'model'].tolist()[:5]}")
     man = man.assign(checkpoint=man["checkpoint"].astype(str))
+    if manifest is not None and not from_tables.empty:
+        extra = from_tables[~from_tables["model"].isin(set(man["model"]))]
+        man = pd.concat([man, extra], ignore_index=True, sort=False)
     models = set(man["model"])
     # which task
     if task is None:
@@ -114,8 +158,10 @@ def emergence_table(results, manifest, *, task: str | None = None, metric: str =
         elif len(cands) == 1:
             task = cands[0]
         elif not cands:
+            have = sorted(res.loc[res["model"].isin(models), "metric"].unique())
             raise ValueError(f"no task with metric {metric!r} among the manifest's models in the results "
-                             f"(tasks there: {sorted(res.loc[res['model'].isin(models), 'task'].unique())})")
+                             f"(tasks there: {sorted(res.loc[res['model'].isin(models), 'task'].unique())}; "
+                             f"metrics: {have}; choose one with --metric)")
         else:
             raise ValueError(f"several tasks have metric {metric!r}: {cands}; choose one with --task")
     if "task" in man.columns and man["task"].notna().any():
@@ -132,7 +178,6 @@ def emergence_table(results, manifest, *, task: str | None = None, metric: str =
                              "which rows belong to it?")
     perf = _metric_rows(res, task, metric, f"task {task}")
     perf = perf.set_index("model")
-    cache: dict = {}
     rows, missing = [], []
     for r in man.itertuples(index=False):
         rec = r._asdict()
@@ -140,9 +185,10 @@ def emergence_table(results, manifest, *, task: str | None = None, metric: str =
             missing.append(rec["model"])
             continue
         p = perf.loc[rec["model"]]
+        n = p["n_items"] if "n_items" in p.index else math.nan
         rows.append({"checkpoint": rec["checkpoint"], "model": rec["model"], "D": float(rec["D"]),
                      "seed": rec.get("seed", math.nan), "perf": float(p["value"]),
-                     "n": _n_items(p["file"], task, cache), "file": p["file"]})
+                     "n": float(n) if pd.notna(n) else math.nan, "file": p["file"]})
     notes = []
     if missing:
         notes.append(f"{len(missing)} manifest model(s) have no {task}/{metric} result and are left out: "
@@ -202,10 +248,18 @@ def _cmd_emergence(args) -> int:
         return 2
 
     try:
-        table, task, notes = emergence_table(args.results, args.manifest, task=args.task, metric=args.metric,
-                                             loss_task=args.loss_task, loss_metric=args.loss_metric)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", TableWarning)
+            table, task, notes = emergence_table(args.results, args.manifest, task=args.task,
+                                                 metric=args.metric, loss_task=args.loss_task,
+                                                 loss_metric=args.loss_metric)
     except (FileNotFoundError, ValueError) as exc:
         return fail(exc)
+    for w in caught:  # what reading the tables assumed: one line each, only when the run goes on
+        if issubclass(w.category, TableWarning):
+            print(f"warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     for n in notes:
         print(f"note: {n}", file=sys.stderr)
     if (args.backtest or args.backtest_before is not None) and args.d0 is None:
@@ -270,9 +324,12 @@ def add_parser(subparsers) -> None:
     """Add the ``emergence`` subcommand to ``python -m analysis``."""
     s = subparsers.add_parser("emergence", help="fit the finetuning emergence law (Snell et al. 2024)",
                               description=__doc__.split("\n\n")[0])
-    s.add_argument("results", nargs="+", help="lm-eval output directories or files")
-    s.add_argument("--manifest", required=True,
-                   help="CSV/YAML: model, checkpoint, D (and seed, task, loss, flops)")
+    s.add_argument("results", nargs="+",
+                   help="lm-eval output directories or files, or table files (.csv/.tsv/.parquet/.jsonl/.json: "
+                        "model, task, score, D, loss, ...)")
+    s.add_argument("--manifest",
+                   help="CSV/YAML: model, checkpoint, D (and seed, task, loss, flops); needed for lm-eval "
+                        "output, optional for tables")
     s.add_argument("--task", help="the performance task (default: the only one with --metric)")
     s.add_argument("--metric", default="acc", help="metric[,filter] of the task (default acc)")
     s.add_argument("--loss-task", default=DEFAULT_LOSS_TASK,

@@ -17,3 +17,14 @@ from .results import (  # noqa: F401
     read_samples_file,
     tidy_table,
 )
+from .tables import (  # noqa: F401
+    COLUMNS,
+    FORMATS,
+    TABLE_SUFFIXES,
+    TableWarning,
+    is_table_file,
+    load,
+    read_table,
+    select_metric,
+    with_x,
+)

@@ -1,19 +1,29 @@
-"""``python -m analysis seeds RESULTS_DIR... [--manifest M] [--task T] [--metric acc] [--threshold X]``
+"""``python -m analysis seeds INPUT... [--manifest M] [--task T] [--metric acc] [--x N] [--threshold X]``
 
 Distributions of one metric across training seeds, per model size (Zhao et
-al. 2025): reads lm-eval results (one run = one model = one size and seed),
-prints the per-size table of :func:`analysis.seeds.seed_distributions`, and
-writes ``seeds_<task>_<metric>.json`` and ``.png`` into ``--out``.
+al. 2025): reads lm-eval results and/or tidy tables (one run = one model = one
+size and seed), prints the per-size table of
+:func:`analysis.seeds.seed_distributions`, and writes
+``seeds_<task>_<metric>.json`` and ``.png`` into ``--out``.
+
+Inputs (:func:`analysis.ingest.load`): lm-eval output directories or results
+files, and table files (.csv, .csv.gz, .tsv, .parquet, .jsonl, .json) with
+the columns model, N, seed, task, score (or value/acc), optionally metric,
+filter, step; see :mod:`analysis.ingest.tables`.
 
 Where each run's size and seed come from:
 
-- size ``N``: the manifest's ``N`` for the model, else the
-  ``model_num_parameters`` lm-eval records in the results file;
-- seed: the manifest's ``seed`` for the model, else a ``seed<k>``,
-  ``seed-<k>``, ``seed_<k>`` or ``seed=<k>`` in the model's name or path
+- size: ``--x`` (default ``N``; or ``compute``, ``tokens``, any numeric
+  column).  ``N``: the table's ``N``, the manifest's ``N`` for the model, else
+  the ``model_num_parameters`` lm-eval records in the results file;
+- seed: the table's or the manifest's ``seed`` for the model, else a
+  ``seed<k>``, ``seed-<k>``, ``seed_<k>`` or ``seed=<k>`` in the model's name
   (PolyPythias: ``EleutherAI/pythia-160m-seed3``; a run directory
   ``.../seed_2``), see :func:`analysis.seeds.parse_seed`.  A run with neither
   is an error listing it.
+
+Runs with several checkpoints (a ``step`` column): ``--step S`` takes step S;
+without it each (size, seed) keeps its last step, with a note.
 
 The manifest (CSV or YAML, see :func:`analysis.ingest.read_manifest`) is keyed
 by the model name lm-eval records: the ``pretrained=`` of ``--model_args``
@@ -25,9 +35,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import pandas as pd
+
+from ..ingest import TableWarning
 
 __all__ = ["add_parser", "load_seed_runs"]
 
@@ -43,19 +56,24 @@ def _pick(available: list[str], wanted: str | None, what: str, task: str) -> str
 
 
 def load_seed_runs(paths, manifest=None, *, task: str | None = None, metric: str | None = None,
-                   filt: str | None = None) -> pd.DataFrame:
+                   filt: str | None = None, x: str = "N", step: float | None = None,
+                   notes: list | None = None) -> pd.DataFrame:
     """One row per run for ``seed_distributions``: columns model, task, metric,
-    filter, N, seed, seed_source ("manifest" or "name"), value, file.
+    filter, N, x (the size: ``x`` = N, compute, tokens or a numeric column),
+    seed, seed_source ("table", "manifest" or "name"), value, file.
 
-    ``task``/``metric``/``filt`` (the lm-eval filter) select the measurement; each may be left
-    out when the results hold only one choice.  Raises ValueError (naming
+    ``paths``: lm-eval output and/or table files (:func:`analysis.ingest.load`).
+    ``task``/``metric``/``filt`` (the lm-eval filter) select the measurement;
+    each may be left out when the inputs hold only one choice.  ``step``: the
+    checkpoint step to use where the runs have a ``step`` column (default: each
+    (size, seed)'s last step, said in ``notes``).  Raises ValueError (naming
     the models and files) for runs without a seed or size, and
     FileNotFoundError when there are no results.
     """
-    from ..ingest import attach_sizes, read_manifest, read_results
+    from ..ingest import load, read_manifest, with_x
     from .distributions import parse_seed
 
-    res = read_results(paths)
+    res = load(paths, manifest, kind="scores")
     tasks = sorted(res["task"].unique())
     task = _pick(tasks, task, "task", "<results>") if task is not None or len(tasks) == 1 else None
     if task is None:
@@ -63,52 +81,87 @@ def load_seed_runs(paths, manifest=None, *, task: str | None = None, metric: str
     d = res[res["task"] == task]
     metric = _pick(sorted(d["metric"].unique()), metric, "metric", task)
     d = d[d["metric"] == metric]
-    filt = _pick(sorted(d["filter"].unique()), filt, "filter", task)
-    d = d[d["filter"] == filt].reset_index(drop=True)
-    if d["num_fewshot"].nunique(dropna=False) > 1:
+    filt = _pick(sorted(d["filter"].fillna("none").unique()), filt, "filter", task)
+    d = d[d["filter"].fillna("none") == filt].reset_index(drop=True)
+    if "num_fewshot" in d.columns and d["num_fewshot"].dropna().nunique() > 1:
         raise ValueError(f"task {task!r}, metric {metric!r}: runs with different num_fewshot "
-                         f"{sorted(map(str, d['num_fewshot'].unique()))}: analyse them separately")
-    man = read_manifest(manifest) if manifest is not None else None
-    d = attach_sizes(d, man)
+                         f"{sorted(map(str, d['num_fewshot'].dropna().unique()))}: analyse them separately")
+    d = with_x(d, x)
+    man = read_manifest(manifest) if manifest is not None and not isinstance(manifest, pd.DataFrame) \
+        else manifest
+    man_seed = man.set_index("model")["seed"] if man is not None and "seed" in man.columns \
+        else pd.Series(dtype=float)
     seeds, source = [], []
-    has_col = man is not None and "seed" in man.columns
-    man_seed = man.set_index("model")["seed"] if has_col else pd.Series(dtype=float)
-    for model in d["model"]:
-        s = man_seed.get(model) if has_col else None
+    col = d["seed"] if "seed" in d.columns else pd.Series([None] * len(d), index=d.index, dtype=object)
+    for model, s in zip(d["model"], col):
         if s is not None and pd.notna(s):
-            seeds.append(int(s) if float(s).is_integer() else s)
-            source.append("manifest")
+            try:
+                s = int(s) if float(s).is_integer() else s
+            except (TypeError, ValueError):
+                pass
+            m = man_seed.get(model)
+            seeds.append(s)
+            source.append("manifest" if m is not None and pd.notna(m) else "table")
             continue
-        s = parse_seed(model)
+        s = parse_seed(str(model))
         seeds.append(s)
         source.append("name" if s is not None else None)
-    d = d.assign(seed=seeds, seed_source=source)
+    d = d.assign(seed=pd.Series(seeds, index=d.index, dtype=object), seed_source=source)
     missing = d[d["seed"].isna()]
     if not missing.empty:
         lines = "\n".join(f"  {m}: {f}" for m, f in zip(missing["model"], missing["file"]))
-        raise ValueError("no seed for these runs: add a 'seed' column to the manifest (keyed by model) "
-                         "or put seed<k> in the model's name or path:\n" + lines)
-    dup = d.duplicated(["N", "seed"], keep=False)
+        raise ValueError("no seed for these runs: add a 'seed' column to the table or the manifest (keyed by "
+                         "model), or put seed<k> in the model's name or path:\n" + lines)
+    if "step" in d.columns and d["step"].notna().any():
+        if step is not None:
+            d = d[d["step"] == float(step)]
+            if d.empty:
+                raise ValueError(f"no run of task {task!r} has a checkpoint at step {step:g}")
+        else:
+            last = d.groupby(["x", "seed"])["step"].transform("max")
+            keep = d["step"].isna() | (d["step"] == last)
+            if not keep.all() and notes is not None:
+                notes.append(f"{int((~keep).sum())} earlier checkpoint(s) left out: each (size, seed) run "
+                             "keeps its last step (choose one with --step)")
+            d = d[keep]
+    dup = d.duplicated(["x", "seed"], keep=False)
     if dup.any():
-        lines = "\n".join(f"  N={n:g} seed={s}: {m} ({f})" for n, s, m, f in
-                          d.loc[dup, ["N", "seed", "model", "file"]].itertuples(index=False))
+        lines = "\n".join(f"  {x}={n:g} seed={s}: {m} ({f})" for n, s, m, f in
+                          d.loc[dup, ["x", "seed", "model", "file"]].itertuples(index=False))
         raise ValueError("several runs with the same size and seed (a seed must name one training "
                          "run per size):\n" + lines)
-    return d[["model", "task", "metric", "filter", "N", "seed", "seed_source", "value", "file"]]
+    d = d.rename(columns={"score": "value"}).reset_index(drop=True)
+    return d[["model", "task", "metric", "filter", "N", "x", "seed", "seed_source", "value", "file"]]
 
 
 def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
 
 
+def _show_warnings(caught) -> None:
+    """What reading the tables assumed, one ``warning:`` line each on stderr
+    (only when the run goes on: an error is then the one line that matters)."""
+    for w in caught:
+        if issubclass(w.category, TableWarning):
+            print(f"warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
 def _cmd_seeds(args) -> int:
     from .distributions import seed_distributions
     from .plot import plot_seed_distributions
 
+    notes: list[str] = []
     try:
-        runs = load_seed_runs(args.results, args.manifest, task=args.task, metric=args.metric,
-                              filt=args.filter)
-        res = seed_distributions(runs, value="value", size="N", seed="seed", threshold=args.threshold,
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", TableWarning)
+            runs = load_seed_runs(args.results, args.manifest, task=args.task, metric=args.metric,
+                                  filt=args.filter, x=args.x, step=args.step, notes=notes)
+        _show_warnings(caught)
+        for n in notes:
+            print(f"note: {n}", file=sys.stderr)
+        res = seed_distributions(runs, value="value", size="x", seed="seed", threshold=args.threshold,
                                  n_boot=args.n_boot, level=args.level, random_state=args.random_state)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -117,10 +170,12 @@ def _cmd_seeds(args) -> int:
     res.value_name = metric
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"== {task}: {metric} (filter {filt}), {len(runs)} runs")
+    print(f"== {task}: {metric} (filter {filt}), {len(runs)} runs"
+          + (f"; size = {args.x} (shown as N)" if args.x != "N" else ""))
     print(res.summary())
-    report = {"task": task, "metric": metric, "filter": filt, **res.to_dict(),
-              "models": [{"model": r.model, "N": float(r.N), "seed": r.seed, "seed_source": r.seed_source,
+    report = {"task": task, "metric": metric, "filter": filt, "x": args.x, **res.to_dict(),
+              "models": [{"model": r.model, "N": None if pd.isna(r.N) else float(r.N), "x": float(r.x),
+                          "seed": r.seed, "seed_source": r.seed_source,
                           "value": float(r.value), "file": r.file} for r in runs.itertuples(index=False)]}
     stem = f"seeds_{_slug(task)}_{_slug(metric)}"
     (out / f"{stem}.json").write_text(json.dumps(report, indent=2, default=str))
@@ -133,8 +188,14 @@ def add_parser(subparsers) -> None:
     """Add the ``seeds`` subcommand (see the module docstring)."""
     s = subparsers.add_parser("seeds", help="distributions of a metric across training seeds, per size",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    s.add_argument("results", nargs="+", help="lm-eval output directories or results files (one model per run)")
+    s.add_argument("results", nargs="+",
+                   help="lm-eval output directories or results files (one model per run), or table files "
+                        "(.csv/.tsv/.parquet/.jsonl/.json: model, N, seed, task, score)")
     s.add_argument("--manifest", help="CSV/YAML: model, N, seed (seed may instead be in the model name)")
+    s.add_argument("--x", default="N", metavar="N|compute|tokens|COLUMN",
+                   help="the size variable the runs are grouped by (default N; compute = 6*N*tokens "
+                        "where a table has no compute)")
+    s.add_argument("--step", type=float, help="use the checkpoints at this step (tables with a step column)")
     s.add_argument("--task", help="the task (needed when the results hold several)")
     s.add_argument("--metric", help="the metric, e.g. acc (needed when the task reports several)")
     s.add_argument("--filter", help="lm-eval filter of the metric, e.g. none (needed when there are several)")

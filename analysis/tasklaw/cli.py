@@ -1,8 +1,28 @@
-"""``python -m analysis scaling RESULTS_DIR... [--manifest M] [--task T] [--predict N] [--holdout N]``
+"""``python -m analysis scaling TABLE_OR_DIR... [--x N|compute|tokens|COLUMN] [--task T] [--predict X...] [--holdout X...]``
 
 Fits the PassUntil task scaling law PU(N) = exp(-c N^-alpha) to per-instance
-counts found in lm-eval result directories, prints a table, and writes a JSON
-of the fit and a PNG plot per task into ``--out``.
+counts (lm-eval result directories with PassUntil samples, or tidy tables
+with model, N, task, instance, n, c), prints a table, and writes a JSON of
+the fit and a PNG plot per task into ``--output_path``.
+
+For every task it prints:
+
+- the law's fit (``analysis.tasklaw.fit_task_law``; ``--level instance`` is
+  the hierarchical fit that partially pools instances);
+- the forecast (``analysis.forecast``): the verdict (follows the law / bends /
+  no usable trend) and, for ``--predict`` and ``--holdout``, predictions with
+  95% intervals for a new model, calibrated on the ladder by forward
+  chaining, each with its warnings;
+- the distributional view (``analysis.tasklaw.distribution``): a
+  beta-binomial of the instances' pass rates per size and its trend, and
+  from it pass@k and the fraction of never-solved instances at the
+  ``--predict`` sizes;
+- the paper's alternatives (two-circuit, multi-step) compared by QAIC.
+
+``--holdout`` takes x values (or model names) to leave out of every fit;
+their predictions are in the JSON's ``predictions`` list, shaped as in
+``python -m analysis backtest``.  Several models per size (seeds,
+checkpoints) are separate models: each keeps its own instances.
 """
 
 from __future__ import annotations
@@ -10,84 +30,154 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 
-def _load(paths, manifest):
-    from ..ingest import attach_sizes, read_instances, read_manifest, read_results
+def _law_table(d: pd.DataFrame) -> pd.DataFrame:
+    """The law fits' table (N, instance, n, c) with N := x; each model keeps
+    its own instances, so several models of one size are pooled, never
+    merged."""
+    multi = d.groupby("x")["model"].nunique().max() > 1
+    inst = d["model"].astype(str) + "/" + d["instance"].astype(str) if multi else d["instance"]
+    return pd.DataFrame({"N": d["x"].to_numpy(float), "instance": inst.to_numpy(), "n": d["n"].to_numpy(),
+                         "c": d["c"].to_numpy()})
 
-    inst = read_instances(paths)
-    try:
-        res = read_results(paths)
-        sizes = res.dropna(subset=["n_params"]).groupby("model")["n_params"].first()
-    except (FileNotFoundError, ValueError):
-        sizes = pd.Series(dtype=float)
-    inst = inst.assign(n_params=inst["model"].map(sizes))
-    man = read_manifest(manifest) if manifest else None
-    return attach_sizes(inst, man)
+
+def _holdout_mask(d: pd.DataFrame, holdout: list[str]) -> np.ndarray:
+    mask = np.zeros(len(d), bool)
+    for h in holdout:
+        by_name = (d["model"].astype(str) == h).to_numpy()
+        if by_name.any():
+            mask |= by_name
+            continue
+        try:
+            v = float(h)
+        except ValueError:
+            raise ValueError(f"--holdout {h}: neither a model name nor a number") from None
+        hit = np.isclose(d["x"].to_numpy(float), v, rtol=1e-9)
+        if not hit.any():
+            raise ValueError(f"--holdout {h}: no model has x = {h}")
+        mask |= hit
+    return mask
 
 
 def _cmd_scaling(args) -> int:
+    from ..forecast.cli import file_stem, load_ladder
+    from ..forecast.ladder import task_observations
+    from ..forecast import fit_forecast
     from .circuits import compare_curves
-    from .plot import plot_task_law
-    from .law import backtest, classify_curvature, fit_task_law
+    from .distribution import fit_beta_binomial_trend
+    from .law import fit_task_law
+    from ..forecast.plot import plot_backtest
 
     try:
-        df = _load(args.results, args.manifest)
+        df = load_ladder(args.results, manifest=args.manifest, x=args.x)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not {"instance", "n", "c"} <= set(df.columns):
+        print("error: no PassUntil counts (instance, n, c) found; for scores use python -m analysis backtest",
+              file=sys.stderr)
         return 2
     tasks = sorted(df["task"].unique()) if not args.task else [args.task]
     missing = [t for t in tasks if t not in set(df["task"])]
     if missing:
         print(f"error: task(s) {missing} not found; available: {sorted(df['task'].unique())}", file=sys.stderr)
         return 2
-    out = Path(args.out)
+    out = Path(args.output_path)
     out.mkdir(parents=True, exist_ok=True)
-    holdout = set(float(h) for h in args.holdout)
     for task in tasks:
         d = df[df["task"] == task]
-        train = d[~d["N"].isin(holdout)]
-        held = d[d["N"].isin(holdout)]
         try:
-            fit = fit_task_law(train, level=args.level, method=args.method)
+            held_mask = _holdout_mask(d, args.holdout)
         except ValueError as exc:
-            print(f"{task}: cannot fit: {exc}", file=sys.stderr)
+            print(f"error: {exc}", file=sys.stderr)
             return 2
-        print(f"== {task}")
-        print(fit.summary())
-        report = {"task": task, "fit": fit.to_dict(), "level": args.level, "method": args.method}
+        train, held = d[~held_mask], d[held_mask]
+        print(f"== {task}  (x = {args.x})")
+        report = {"task": task, "x": args.x, "level": args.level, "method": args.method}
         try:
-            curv = classify_curvature(train)
-            print(f"curvature: {curv.label} (p = {curv.pvalue:.3g})")
-            report["curvature"] = curv.to_dict()
+            with warnings.catch_warnings():
+                # several models per size keep their own instances: the
+                # "different instance sets per size" warning does not apply
+                if train.groupby("x")["model"].nunique().max() > 1:
+                    warnings.simplefilter("ignore", UserWarning)
+                fit = fit_task_law(_law_table(train), level=args.level, method=args.method)
+            print(fit.summary())
+            report["fit"] = fit.to_dict()
         except ValueError as exc:
-            print(f"curvature: not assessed ({exc})")
-        alternatives = {}
-        if train["N"].nunique() >= 3 and args.n_boot >= 0:
-            comp = compare_curves(train, n_boot=args.n_boot, progress=True)
-            print(comp.summary())
-            report["curve_comparison"] = comp.to_dict()
-            if comp.best != "law":
-                alternatives[f"{comp.best.replace('_', '-')} (preferred by QAIC)"] = comp.fits[comp.best].predict
-        if len(held):
-            bt = backtest(d, sorted(holdout & set(d["N"])), level=args.level, method=args.method)
-            print("backtest (fitted on the smaller sizes only):")
-            print(bt.to_string(index=False))
-            report["backtest"] = json.loads(bt.to_json(orient="records"))
-        if args.predict:
-            pred = fit.predict(np.asarray(args.predict, dtype=float))
-            print("predictions:")
-            print(pred.to_string(index=False))
-            report["predictions"] = json.loads(pred.to_json(orient="records"))
-        stem = "scaling_" + "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in task)
+            print(f"law fit: not possible ({exc})")
+        # the forecast: verdict, calibrated predictions, warnings
+        obs, notes = task_observations(train, task)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fc = fit_forecast(obs, x_name=args.x)
+        except ValueError as exc:
+            print(f"forecast: not possible ({exc}): no usable trend")
+            report.update({"verdict": "no usable trend", "warnings": notes + [str(exc)], "predictions": []})
+            fc = None
+        preds = []
+        if fc is not None:
+            print(fc.summary())
+            report["forecast"] = fc.to_dict()
+            report["verdict"] = fc.verdict.label
+            report["warnings"] = list(notes)
+            if len(held):
+                hobs, _ = task_observations(held, task)
+                p = fc.predict(hobs["x"].to_numpy(), budget=hobs["budget"].to_numpy())
+                warns = fc.warnings_for(hobs["x"].to_numpy(), budget=hobs["budget"].to_numpy())
+                for j, r in enumerate(hobs.itertuples()):
+                    cov = bool(p["lower"].iloc[j] <= r.p <= p["upper"].iloc[j])
+                    preds.append({"model": str(r.model), "x": float(r.x), "observed": float(r.p),
+                                  "predicted": float(p["predicted"].iloc[j]), "lower": float(p["lower"].iloc[j]),
+                                  "upper": float(p["upper"].iloc[j]), "covered": cov})
+                    report["warnings"] += [f"{r.model}: {w}" for w in warns[j]]
+            for xv, w in zip(args.predict, fc.warnings_for(args.predict) if args.predict else []):
+                p = fc.predict([xv]).iloc[0]
+                preds.append({"model": None, "x": float(xv), "observed": None, "predicted": float(p["predicted"]),
+                              "lower": float(p["lower"]), "upper": float(p["upper"]), "covered": None})
+                report["warnings"] += [f"x={xv:g}: {m}" for m in w]
+            report["predictions"] = preds
+            if preds:
+                print(f"predictions (95% interval for a new model)  [verdict: {fc.verdict.label}]")
+                print(pd.DataFrame(preds).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+            for w in report["warnings"]:
+                print(f"  warning: {w}")
+        # the distributional view
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                bb = fit_beta_binomial_trend(_law_table(train))
+            report["beta_binomial"] = bb.to_dict()
+            if args.predict:
+                bp = bb.predict(np.asarray(args.predict, float), k=tuple(args.k))
+                print("beta-binomial across instances (pass@k, never solved@k) at the --predict sizes:")
+                cols = ["N", "mean"] + [f"pass@{k}" for k in args.k] + [f"never_solved@{k}" for k in args.k]
+                print(bp[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+                report["beta_binomial_predictions"] = json.loads(bp.to_json(orient="records"))
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            print(f"beta-binomial: not fitted ({exc})")
+        if train["x"].nunique() >= 3 and args.n_boot >= 0:
+            try:
+                comp = compare_curves(_law_table(train), n_boot=args.n_boot, progress=True)
+                print(comp.summary())
+                report["curve_comparison"] = comp.to_dict()
+            except ValueError as exc:
+                print(f"curve comparison: not possible ({exc})")
+        stem = file_stem("scaling_", task)
         (out / f"{stem}.json").write_text(json.dumps(report, indent=2, default=float))
-        png = plot_task_law(train, fit, out / f"{stem}.png", holdout=held if len(held) else None,
-                            predict_n=args.predict, title=task, alternatives=alternatives)
-        print(f"wrote {out / (stem + '.json')} and {png}")
+        msg = f"wrote {out / (stem + '.json')}"
+        if fc is not None:
+            rows = pd.DataFrame([dict(p, origin=0.0) for p in preds if p["model"] is not None],
+                                columns=["origin", "model", "x", "observed", "predicted", "lower", "upper", "covered"])
+            png = plot_backtest(obs, rows, fc, out / f"{stem}.png", title=task, x_name=args.x)
+            msg += f" and {png}"
+        print(msg)
     return 0
 
 
@@ -95,15 +185,23 @@ def add_parser(subparsers) -> None:
     """Add the ``scaling`` subcommand (see the module docstring)."""
     s = subparsers.add_parser("scaling", help="fit the PassUntil task scaling law",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    s.add_argument("results", nargs="+", help="lm-eval output directories or files")
+    s.add_argument("results", nargs="+", help="lm-eval output directories or files, or tidy tables (CSV, parquet, JSONL)")
     s.add_argument("--manifest", help="CSV/YAML: model, N (and tokens, flops, loss, seed, ...)")
+    s.add_argument("--x", default="N", help="scale: N, compute (6 N tokens when not given), tokens or a column "
+                                            "(default: %(default)s)")
     s.add_argument("--task", help="only this task")
-    s.add_argument("--predict", type=float, nargs="*", default=[], help="sizes N to predict")
-    s.add_argument("--holdout", type=float, nargs="*", default=[], help="sizes N to leave out and backtest")
-    s.add_argument("--level", choices=["instance", "task"], default="instance")
-    s.add_argument("--method", choices=["glm", "ls"], default="glm")
-    s.add_argument("--n-boot", type=int, default=199,
+    s.add_argument("--predict", type=float, nargs="*", default=[], help="x values to predict")
+    s.add_argument("--holdout", nargs="*", default=[], help="x values or model names to leave out and predict")
+    s.add_argument("--k", type=int, nargs="*", default=[1, 10, 100],
+                   help="pass@k and never-solved@k of the beta-binomial view (default: %(default)s)")
+    s.add_argument("--level", choices=["instance", "task"], default="task",
+                   help="the law's fit: task (one law for the task PU) or instance (hierarchical, partially pooled "
+                        "instances) (default: %(default)s)")
+    s.add_argument("--method", choices=["glm", "ls"], default="glm",
+                   help="glm or the paper's least squares (task level) (default: %(default)s)")
+    s.add_argument("--n_boot", "--n-boot", dest="n_boot", type=int, default=199,
                    help="bootstrap simulations for the law-vs-two-circuit test (0: compare by QAIC only; "
-                        "-1: skip the comparison)")
-    s.add_argument("--out", default="analysis_out", help="directory for JSON and PNG")
+                        "-1: skip the comparison) (default: %(default)s)")
+    s.add_argument("--output_path", "--out", dest="output_path", default="analysis_out",
+                   help="directory for JSON and PNG (default: %(default)s)")
     s.set_defaults(fn=_cmd_scaling)

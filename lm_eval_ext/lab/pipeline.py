@@ -207,17 +207,13 @@ def load_counts(out: Path, sizes: Sequence[Size], cfg: LabConfig) -> pd.DataFram
 
 
 def task_counts(df: pd.DataFrame, task: str) -> pd.DataFrame:
-    """Counts of ``task`` for every seed of a size, one row per (N, seed x
-    instance): the table :func:`analysis.tasklaw.law.fit_task_law` takes.  Each
-    (seed, instance) is its own instance, so a size's task PU is the mean over
-    seeds and instances of c/n, the seed-averaged ability.  (Summing counts
-    over seeds would weight each seed by the samples it drew, and the
-    adaptive sampler draws most for the weakest seed.)"""
+    """Counts of ``task``, one row per (model, instance): model, N, instance,
+    n, c.  Every seed is its own model (the forecast's between-model scatter
+    is what seeds differ by); a size's task PU is the mean over its seeds."""
     d = df[df["task"] == task]
     if d.empty:
         raise ValueError(f"no counts for task {task!r}")
-    key = "s" + d["seed"].astype(int).astype(str) + "/" + d["instance"].astype(str)
-    return d.assign(instance=key)[["N", "instance", "n", "c"]].reset_index(drop=True)
+    return d[["model", "N", "instance", "n", "c"]].reset_index(drop=True)
 
 
 def per_model_pu(df: pd.DataFrame) -> pd.DataFrame:
@@ -228,21 +224,32 @@ def per_model_pu(df: pd.DataFrame) -> pd.DataFrame:
             .agg(value=("p", "mean"), n=("n", "sum"), c=("c", "sum"), instances=("p", "size")))
 
 
-def fit_and_predict(train: pd.DataFrame, n_target: float):
-    """(fit, prediction row) for one task; the fit is task level (the
-    calibrated prediction interval)."""
-    from analysis.tasklaw.law import fit_task_law
+def task_observations(train: pd.DataFrame) -> pd.DataFrame:
+    """Per-model observations of one task (analysis.forecast.observe)."""
+    from analysis.forecast import observe
 
-    with_passes = int((train.groupby("N")["c"].sum() > 0).sum())
-    if with_passes < 2:
-        # With passes at one size or none the GLM "converges" to a flat
-        # line with huge standard errors and an interval of [0, 1]: no law.
-        raise ValueError(f"passes at {with_passes} of the fitted sizes: the law needs passes at 2 or more "
-                         "(elsewhere every instance is censored)")
-    fit = fit_task_law(train, level="task", method="glm")
-    pred = fit.predict([n_target], interval=True).iloc[0]
-    return fit, {"N": float(n_target), "pu": float(pred["pu"]), "lower": float(pred["lower"]),
-                 "upper": float(pred["upper"])}
+    return observe(train.assign(x=train["N"].astype(float))[["model", "x", "instance", "n", "c"]])
+
+
+def fit_and_predict(train: pd.DataFrame, n_target: float, budget: float | None = None):
+    """(forecast, prediction row) for one task, from the forecasting core
+    (analysis.forecast.fit_forecast: the law, a local line and a constant
+    weighted by their forward-chaining record, the interval calibrated on the
+    ladder with the prior measured on real ladders).  The interval is for
+    one new model with ``budget`` samples (default: what the largest trained
+    models drew)."""
+    from analysis.forecast import fit_forecast
+
+    obs = task_observations(train)
+    fit = fit_forecast(obs, x_name="N")
+    if budget is None:
+        top = obs[np.isclose(obs["x"], obs["x"].max())]
+        budget = float(top["budget"].mean())
+    pred = fit.predict([n_target], budget=budget).iloc[0]
+    warn = fit.warnings_for([n_target], budget=budget)[0]
+    return fit, {"N": float(n_target), "pu": float(pred["predicted"]), "lower": float(pred["lower"]),
+                 "upper": float(pred["upper"]), "budget": budget, "verdict": fit.verdict.label,
+                 "warnings": warn}
 
 
 def prediction_stage(out: Path, df: pd.DataFrame, cfg: LabConfig, largest: Size) -> dict:
@@ -274,29 +281,31 @@ def prediction_stage(out: Path, df: pd.DataFrame, cfg: LabConfig, largest: Size)
 
 
 def outcome(df: pd.DataFrame, prediction: dict, cfg: LabConfig, n_largest: float) -> dict:
-    """Observed vs predicted for each task (refits on the same smaller sizes,
-    which reproduces the stored prediction; the interval is also given with
-    the observation's own sampling noise, as analysis.tasklaw.law.backtest does)."""
-    from analysis.tasklaw.law import task_pu_by_size
-
+    """Observed vs predicted for each task.  The observation is the mean PU
+    over the largest size's seeds; the interval as written is for one new
+    model (between-model scatter included), so it is conservative for a
+    mean of seeds.  The refit on the same smaller sizes reproduces the
+    stored prediction; ``*_with_obs_noise`` recomputes its interval for the
+    sampling budget the held-out models actually drew."""
     res = {}
     for task in cfg.tasks:
         entry = prediction["tasks"].get(task, {})
         d = task_counts(df, task)
         held = d[np.isclose(d["N"], n_largest)]
         train = d[~np.isclose(d["N"], n_largest)]
-        obs = task_pu_by_size(held).iloc[0]
-        row = {"observed": float(obs["pu"]), "observed_n_eff": float(obs["n_eff"]),
-               "observed_se": float(np.sqrt(obs["var"]))}
+        obs = task_observations(held)
+        pu = float(obs["p"].mean())
+        se = float(np.sqrt(obs["var_p"].sum()) / len(obs))
+        row = {"observed": pu, "observed_se": se, "observed_per_model": dict(zip(obs["model"], obs["p"].astype(float)))}
         if "prediction" in entry:
             p = entry["prediction"]
-            fit, _ = fit_and_predict(train, n_largest)
-            full = fit.predict([n_largest], interval=True, n_eff=[obs["n_eff"]]).iloc[0]
+            _, full = fit_and_predict(train, n_largest, budget=float(obs["budget"].mean()))
             row.update({"predicted": p["pu"], "lower": p["lower"], "upper": p["upper"],
-                        "lower_with_obs_noise": float(full["lower"]), "upper_with_obs_noise": float(full["upper"]),
-                        "inside": bool(p["lower"] <= obs["pu"] <= p["upper"]),
-                        "inside_with_obs_noise": bool(full["lower"] <= obs["pu"] <= full["upper"]),
-                        "ratio_observed_to_predicted": float(obs["pu"] / p["pu"]) if p["pu"] > 0 else None})
+                        "verdict": p.get("verdict"),
+                        "lower_with_obs_noise": full["lower"], "upper_with_obs_noise": full["upper"],
+                        "inside": bool(p["lower"] <= pu <= p["upper"]),
+                        "inside_with_obs_noise": bool(full["lower"] <= pu <= full["upper"]),
+                        "ratio_observed_to_predicted": float(pu / p["pu"]) if p["pu"] > 0 else None})
         else:
             row["error"] = entry.get("error", "no prediction")
         res[task] = row

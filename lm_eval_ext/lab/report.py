@@ -1,7 +1,7 @@
 """The lab's report: ``report.md`` with PNG plots, written into the run's directory.
 
 Plots: the scaling law of each task with the held-out largest size marked
-(``analysis.tasklaw.plot.plot_task_law``), every model's PU by size and seed
+(``analysis.forecast.plot.plot_backtest``), every model's PU by size and seed
 (``per_size_pu.png``), and the seed distributions (``analysis.seeds.plot``).
 """
 
@@ -61,9 +61,9 @@ def plot_per_size(models: pd.DataFrame, path: Path, tasks, n_largest: float) -> 
 
 def write_report(out: Path, cfg, df: pd.DataFrame, models: pd.DataFrame, prediction: dict, outcome: dict,
                  seeds: dict) -> Path:
-    from analysis.tasklaw.plot import plot_task_law
+    from analysis.forecast.plot import plot_backtest
 
-    from .pipeline import task_counts
+    from .pipeline import task_counts, task_observations
 
     out = Path(out)
     n_largest = float(outcome["N_largest"])
@@ -119,9 +119,13 @@ def write_report(out: Path, cfg, df: pd.DataFrame, models: pd.DataFrame, predict
             lines.append(f"| {task} | {_fmt(c['pu'])} | {int(c['n_passed'])} / {int(c['n_samples'])} | "
                          f"{_fmt(float(m['value'].iloc[0])) if len(m) else '-'} |")
     lines += ["", "PU here is the task PU of Hu et al. 2023: the mean over test instances of the pass rate, "
-              "averaged over the seeds of a size (each seed's instances kept apart). The law PU(N) = exp(-c N^-alpha) is fitted by "
-              "`analysis.tasklaw.law.fit_task_law(level=\"task\")` (quasi-binomial cloglog GLM); its prediction "
-              "interval includes the between-size scatter.", ""]
+              "averaged over the seeds of a size. The prediction comes from the forecasting core "
+              "(`analysis.forecast.fit_forecast`): the law PU(N) = exp(-c N^-alpha), a local line through the "
+              "upper half of the ladder and a constant, fitted to every model (each seed its own model), weighted "
+              "by how well each predicted the ladder's larger sizes from its smaller ones (forward chaining); its "
+              "interval is for one new model and includes the scatter between models, the spread between the "
+              "forms and the model-form error calibrated on the ladder and on real ladders "
+              "(docs/forecasting.md).", ""]
 
     # scaling-law plots
     lines += ["## Scaling laws", ""]
@@ -129,6 +133,7 @@ def write_report(out: Path, cfg, df: pd.DataFrame, models: pd.DataFrame, predict
         d = task_counts(df, task)
         held = d[np.isclose(d["N"], n_largest)]
         train = d[~np.isclose(d["N"], n_largest)]
+        r = outcome["tasks"][task]
         try:
             from .pipeline import fit_and_predict
 
@@ -137,17 +142,14 @@ def write_report(out: Path, cfg, df: pd.DataFrame, models: pd.DataFrame, predict
             lines += [f"### {task}", "", f"No fit: {exc}", ""]
             continue
         png = out / f"scaling_{task}.png"
-        plot_task_law(train, fit, png, holdout=held, predict_n=[n_largest],
-                      title=f"{task}: fitted on the smaller sizes; ◆ held-out largest")
+        hobs = task_observations(held)
+        rows = pd.DataFrame({"origin": 0.0, "model": hobs["model"], "x": hobs["x"], "observed": hobs["p"],
+                             "predicted": r.get("predicted", np.nan), "lower": r.get("lower", np.nan),
+                             "upper": r.get("upper", np.nan)})
+        rows["covered"] = (rows["lower"] <= rows["observed"]) & (rows["observed"] <= rows["upper"])
+        plot_backtest(task_observations(train), rows, fit, png, x_name="parameters N",
+                      title=f"{task}: fitted on the smaller sizes; held-out largest size")
         lines += [f"### {task}", "", f"![scaling law {task}]({png.name})", "", "```", fit.summary(), "```", ""]
-        try:
-            from analysis.tasklaw.law import classify_curvature
-
-            cur = classify_curvature(train)
-            lines += [f"Curvature of log(-log PU) in log N (smaller sizes): **{cur.label}** "
-                      f"(p = {cur.pvalue:.3g}).", ""]
-        except ValueError:
-            pass
 
     # per-size table
     png = plot_per_size(models, out / "per_size_pu.png", list(cfg.tasks), n_largest)

@@ -1,0 +1,127 @@
+"""``python -m analysis backtest TABLE_OR_DIR... --x X [--y COLUMN] [--law auto|passuntil|...] [--task T] --out DIR``
+
+The tool's own track record on your ladder.  If the table has a ``split``
+column (``train`` / ``holdout``), the forecast is fitted on the train models
+and predicts the holdout ones; otherwise it forward-chains over the distinct
+x values (fit the smallest k, predict every larger model, for each k).
+
+Inputs: tidy tables (CSV, parquet, JSONL; see ``analysis.ingest.tables`` for
+the columns: model, N, tokens, compute, task, and either instance, n, c or
+score, n_items, chance; optional split) and lm-eval output directories.
+
+Writes ``DIR/backtest.json``::
+
+    {"tasks": {TASK: {"x": ..., "law": ..., "verdict": ..., "warnings": [...],
+                      "coverage": ..., "predictions": [{"model": ..., "x": ...,
+                      "observed": ..., "predicted": ..., "lower": ...,
+                      "upper": ..., "covered": true|false}]}}}
+
+(observed and predicted on the PU or score scale, intervals at the 95% level)
+and ``DIR/backtest_<task>.png``, and prints the table with the interval score
+of each prediction next to that of a plain least-squares baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+
+def file_stem(prefix: str, name: str) -> str:
+    return prefix + "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(name))
+
+
+def load_ladder(paths, *, manifest=None, x="N", metric=None):
+    """Tidy table with the column ``x`` from tables and/or lm-eval directories;
+    warnings from reading are printed as one line each."""
+    from ..ingest import load, select_metric, with_x
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        df = load(paths, manifest)
+        if "score" in df.columns and not {"n", "c"} <= set(df.columns):
+            df = select_metric(df, metric)
+        df = with_x(df, x)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    if df.attrs.get("x_note"):
+        print(f"note: {df.attrs['x_note']}", file=sys.stderr)
+    return df
+
+
+def _cmd_backtest(args) -> int:
+    from .backtest import backtest_table, summarize
+    from .plot import plot_backtest
+
+    try:
+        df = load_ladder(args.inputs, manifest=args.manifest, x=args.x, metric=args.metric)
+        report, details = backtest_table(df, x_name=args.x, law=args.law, tasks=args.task, chance=args.chance,
+                                         y=args.y, max_origins=args.max_origins)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.output_path)
+    out.mkdir(parents=True, exist_ok=True)
+    for task, entry in report["tasks"].items():
+        det = details[task]
+        rows = det["rows"]
+        print(f"== {task}  [{entry['verdict']}]  x = {args.x}, law = {args.law}")
+        for w in entry["warnings"][:12]:
+            print(f"   warning: {w}")
+        if len(rows):
+            show = rows[["model", "x", "observed", "predicted", "lower", "upper", "covered", "score",
+                         "base_score"]].copy()
+            print(show.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+            s = summarize(rows)
+            if s.get("n"):
+                print(f"   coverage {s['coverage']:.3f} ({s['n']} predictions); mean interval score "
+                      f"{s['score']:.3f} vs {s['base_score']:.3f} for the plain least-squares law "
+                      f"(coverage {s['base_coverage']:.3f})")
+        if det["final"] is not None:
+            png = plot_backtest(det["obs"], rows, det["final"], out / (file_stem("backtest_", task) + ".png"),
+                                title=task, x_name=args.x)
+            print(f"   plot: {png}")
+    path = out / "backtest.json"
+    path.write_text(json.dumps(report, indent=2, default=_json_default))
+    print(f"wrote {path}")
+    return 0
+
+
+def _json_default(v):
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    raise TypeError(type(v).__name__)
+
+
+def add_parser(subparsers) -> None:
+    """Add the ``backtest`` subcommand (see the module docstring)."""
+    from .backtest import LAWS
+
+    s = subparsers.add_parser("backtest", help="the forecast's own track record on a ladder",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("inputs", nargs="+", help="tidy tables (CSV, parquet, JSONL) and/or lm-eval output directories")
+    s.add_argument("--x", default="N", help="scale: N, compute (6 N tokens when not given), tokens, or a column "
+                                            "(default: %(default)s)")
+    s.add_argument("--y", help="a column to forecast as the score (default: PassUntil counts, else score)")
+    s.add_argument("--law", default="auto", choices=sorted(LAWS),
+                   help="auto: the law, a local line and a constant weighted by forward-chaining record; "
+                        "passuntil: the law alone (default: %(default)s)")
+    s.add_argument("--task", nargs="*", help="only these tasks")
+    s.add_argument("--metric", help="the metric when results hold several (e.g. acc)")
+    s.add_argument("--chance", type=float, help="chance floor of a multiple-choice score (default: the table's "
+                                                "chance column, else known lm-eval tasks, else 0)")
+    s.add_argument("--manifest", help="CSV/YAML joined on model: N, tokens, compute, seed, split, ...")
+    s.add_argument("--max_origins", type=int, default=12,
+                   help="forward chaining: at most this many origins (default: %(default)s)")
+    s.add_argument("--output_path", "--out", dest="output_path", default="backtest_out",
+                   help="directory for backtest.json and the plots (default: %(default)s)")
+    s.set_defaults(fn=_cmd_backtest)
