@@ -173,7 +173,7 @@ LAWS = {
 
 
 def _task_warnings(rows: pd.DataFrame, final, notes: list[str]) -> list[str]:
-    out = list(notes)
+    out = list(notes) + ([] if final is None else list(final.notes))
     if final is not None and final.verdict is not None and not final.verdict.extrapolate:
         out.append(f"{final.verdict.label}: {final.verdict.reason}")
     seen = set()
