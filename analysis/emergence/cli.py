@@ -40,6 +40,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..ingest import TableWarning
+from ..ingest.tables import choose_filter
 
 DEFAULT_LOSS_TASK = "emergence_loss"
 DEFAULT_LOSS_METRIC = "nll_per_token"
@@ -54,17 +55,10 @@ def _metric_rows(res: pd.DataFrame, task: str, metric: str, where: str) -> pd.Da
         have = sorted(res.loc[res["task"] == task, "metric"].unique())
         raise ValueError(f"{where}: no metric {name!r} for task {task!r} in the results "
                          f"(metrics there: {have or 'none; the task has no results'})")
-    filters = sorted(sel["filter"].unique())
-    if filt:
-        if filt not in filters:
-            raise ValueError(f"{where}: task {task!r} metric {name!r} has no filter {filt!r} (filters: {filters})")
-    elif len(filters) == 1:
-        filt = filters[0]
-    elif "none" in filters:
-        filt = "none"
-    else:
-        raise ValueError(f"{where}: task {task!r} metric {name!r} has several filters {filters}: "
-                         f"name one, e.g. --metric {name},{filters[0]}")
+    try:
+        filt = choose_filter(sorted(sel["filter"].unique()), filt, task, name)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
     sel = sel[sel["filter"] == filt]
     dup = sel[sel.duplicated("model", keep=False)]
     if not dup.empty:

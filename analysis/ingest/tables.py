@@ -837,6 +837,21 @@ def load(paths: PathLike | Iterable[PathLike], manifest=None, *, kind: str | Non
 
 # ---------------------------------------------------------------- choosing
 
+def choose_filter(filters: list[str], filt: str | None, task: str, metric: str) -> str:
+    """lm-eval's filter of a metric: the one named, else the only one, else
+    ``none``; a ValueError lists the choices otherwise."""
+    if filt:
+        if filt not in filters:
+            raise ValueError(f"task {task!r} metric {metric!r} has no filter {filt!r}; filters: {filters}")
+        return filt
+    if len(filters) == 1:
+        return filters[0]
+    if "none" in filters:
+        return "none"
+    raise ValueError(f"task {task!r} metric {metric!r} has several filters {filters}: "
+                     f"choose one (e.g. --metric {metric},{filters[0]})")
+
+
 def select_metric(df: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     """The rows of one metric per task.
 
@@ -864,18 +879,7 @@ def select_metric(df: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
             raise ValueError(f"task {task!r} has several metrics {have}: choose one (e.g. --metric {have[0]})")
         sel = g[g["metric"] == m]
         if "filter" in sel.columns:
-            filters = sorted(sel["filter"].fillna("none").unique())
-            if filt:
-                if filt not in filters:
-                    raise ValueError(f"task {task!r} metric {m!r} has no filter {filt!r}; filters: {filters}")
-                f = filt
-            elif len(filters) == 1:
-                f = filters[0]
-            elif "none" in filters:
-                f = "none"
-            else:
-                raise ValueError(f"task {task!r} metric {m!r} has several filters {filters}: "
-                                 f"choose one (e.g. {m},{filters[0]})")
+            f = choose_filter(sorted(sel["filter"].fillna("none").unique()), filt, task, m)
             sel = sel[sel["filter"].fillna("none") == f]
         keep.append(sel)
     if not keep:
