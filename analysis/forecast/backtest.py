@@ -30,6 +30,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from .calibration import origins
 from .forecaster import fit_forecast
 from .observations import observed_value, p_from_y, to_scale, y_from_p
 
@@ -70,14 +71,15 @@ def baseline_predict(train: pd.DataFrame, log_x) -> tuple[np.ndarray, np.ndarray
 
 
 def _predict_rows(train: pd.DataFrame, test: pd.DataFrame, *, level: float, origin, x_name: str,
-                  forms=None, prior=None) -> list[dict]:
+                  forms=None, prior=None) -> tuple[list[dict], object]:
+    """One fit on ``train``, its predictions of ``test`` scored, and the fit."""
     kw = {"prior": prior}
     if forms is not None:
         kw["forms"] = forms
     res = fit_forecast(train, level=level, x_name=x_name, **kw)
     budgets = test["budget"].to_numpy(float)
     pred = res.predict(test["x"].to_numpy(), budget=budgets)
-    warn = res.warnings_for(test["x"].to_numpy(), budget=budgets)
+    warn = res.warnings_for(test["x"].to_numpy(), budget=budgets, pred=pred)
     bmu, bhw = baseline_predict(train, test["log_x"].to_numpy())
     obs_val = observed_value(test)
     y_obs = y_from_p(np.clip(test["p"].to_numpy(float), 0.0, 1.0))
@@ -100,7 +102,7 @@ def _predict_rows(train: pd.DataFrame, test: pd.DataFrame, *, level: float, orig
             base_predicted=float(to_scale(p_from_y(bmu[j]), test)),
             verdict=res.verdict.label, warnings=warn[j],
         ))
-    return rows
+    return rows, res
 
 
 def backtest_obs(obs: pd.DataFrame, *, split=None, level: float = 0.05, x_name: str = "x",
@@ -116,18 +118,11 @@ def backtest_obs(obs: pd.DataFrame, *, split=None, level: float = 0.05, x_name: 
             raise ValueError("the split column marks no model 'holdout'")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            rows = _predict_rows(train.reset_index(drop=True), test.reset_index(drop=True), level=level,
-                                 origin=float(train["x"].max()), x_name=x_name, forms=forms, prior=prior)
-        final = fit_forecast(train.reset_index(drop=True), level=level, x_name=x_name, prior=prior,
-                             **({} if forms is None else {"forms": forms}))
+            rows, final = _predict_rows(train.reset_index(drop=True), test.reset_index(drop=True), level=level,
+                                        origin=float(train["x"].max()), x_name=x_name, forms=forms, prior=prior)
         return pd.DataFrame(rows), final
-    res_x = np.unique(obs.loc[~obs["censored"] & ~obs["saturated"], "log_x"])
-    xs = np.unique(obs["log_x"])
-    cuts = [u for u in xs[:-1] if np.sum(res_x <= u) >= 3]
-    if len(cuts) > max_origins:
-        idx = np.unique(np.round(np.linspace(0, len(cuts) - 1, max_origins)).astype(int))
-        cuts = [cuts[i] for i in idx]
-    for cut in cuts:
+    # the cuts where the law can first be fitted (3 resolved sizes), as in calibration
+    for cut in origins(obs, "law", max_origins):
         train = obs[obs["log_x"] <= cut].reset_index(drop=True)
         test = obs[(obs["log_x"] > cut) & ~obs["saturated"]].reset_index(drop=True)
         if test.empty:
@@ -136,7 +131,7 @@ def backtest_obs(obs: pd.DataFrame, *, split=None, level: float = 0.05, x_name: 
             warnings.simplefilter("ignore")
             try:
                 rows.extend(_predict_rows(train, test, level=level, origin=float(math.exp(cut)), x_name=x_name,
-                                          forms=forms, prior=prior))
+                                          forms=forms, prior=prior)[0])
             except ValueError:
                 continue
     final = fit_forecast(obs, level=level, x_name=x_name, prior=prior, **({} if forms is None else {"forms": forms}))

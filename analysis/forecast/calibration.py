@@ -33,7 +33,7 @@ from scipy import optimize
 
 from .forms import fit_form, min_sizes
 
-__all__ = ["PRIOR", "Calibration", "forward_chain", "calibrate"]
+__all__ = ["PRIOR", "Calibration", "origins", "forward_chain", "calibrate"]
 
 #: Model-form error measured by forward chaining on the real ladders of
 #: ../shared/data (Pythia final checkpoints and checkpoints, Gadre et al.,
@@ -75,7 +75,7 @@ class Calibration:
                 "prior_kappa0": self.kappa0, "prior_nu0": self.nu0}
 
 
-def _origins(obs: pd.DataFrame, form: str, max_origins: int) -> list[float]:
+def origins(obs: pd.DataFrame, form: str, max_origins: int) -> list[float]:
     """log-x values to cut at: every distinct size from the first where the
     form can be fitted to the second largest, thinned to ``max_origins``."""
     res = obs[~obs["censored"] & ~obs["saturated"]]
@@ -96,7 +96,7 @@ def forward_chain(obs: pd.DataFrame, form: str, *, max_origins: int = 12) -> pd.
     targets have no error on the y scale and are left out.
     """
     rows = []
-    for cut in _origins(obs, form, max_origins):
+    for cut in origins(obs, form, max_origins):
         train = obs[obs["log_x"] <= cut]
         test = obs[(obs["log_x"] > cut) & ~obs["censored"] & ~obs["saturated"]]
         if test.empty:

@@ -39,7 +39,7 @@ from scipy import stats
 
 from .calibration import PRIOR, Calibration, calibrate, forward_chain
 from .forms import FORMS, FittedForm, fit_form
-from .observations import p_from_y, to_scale
+from .observations import p_from_y, to_scale, var_p_of, var_y_of
 
 __all__ = ["fit_forecast", "ForecastResults", "DEFAULT_FORMS"]
 
@@ -86,10 +86,6 @@ class ForecastResults:
         return pd.Series({k: f.weight for k, f in self.forms.items()})
 
     @property
-    def primary(self) -> str:
-        return max(self.forms, key=lambda k: self.forms[k].weight)
-
-    @property
     def params(self) -> pd.Series:
         """The law's log c and alpha (x in the ladder's own units), its
         between-model scatter tau and its calibrated model-form error kappa."""
@@ -101,11 +97,7 @@ class ForecastResults:
 
     def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
         """Wald intervals of the law's log c and alpha."""
-        f = self.forms["law"].fitted
-        a, b = f.fit.beta
-        J = np.array([[1.0, -f.center], [0.0, -1.0]])
-        theta = J @ np.array([a, b])
-        cov = J @ f.fit.cov_beta @ J.T
+        theta, cov = self.forms["law"].fitted.law_params_cov()
         z = stats.norm.ppf(1 - alpha / 2)
         se = np.sqrt(np.diag(cov))
         return pd.DataFrame({"lower": theta - z * se, "upper": theta + z * se}, index=["log_c", "alpha"])
@@ -161,14 +153,10 @@ class ForecastResults:
         mean0, _ = self.predict_y(x)
         p0 = np.clip(p_from_y(mean0), 1e-12, 1 - 1e-12)
         ok = np.isfinite(budget) & (budget > 0)
+        kind = self.obs["kind"].iloc[0]
+        chance = float(self.obs["chance"].iloc[-1]) if kind == "scores" else 0.0
         with np.errstate(all="ignore"):
-            if self.obs["kind"].iloc[0] == "scores":
-                ch = float(self.obs["chance"].iloc[-1])
-                s0 = ch + (1 - ch) * p0
-                var_p = s0 * (1 - s0) / budget / (1 - ch) ** 2
-            else:
-                var_p = p0 * (1 - p0) / budget
-            vo = np.where(ok, var_p / (p0 * np.log(p0)) ** 2, 0.0)
+            vo = np.where(ok, var_y_of(var_p_of(p0, budget, kind=kind, chance=chance), p0), 0.0)
         vo = np.minimum(vo, 25.0)
         mean, var = self.predict_y(x, vo)
         z = stats.norm.ppf(1 - a / 2)
@@ -187,10 +175,12 @@ class ForecastResults:
         })
 
     # ------------------------------------------------------------ reporting
-    def warnings_for(self, x, budget=None) -> list[str]:
+    def warnings_for(self, x, budget=None, pred: pd.DataFrame | None = None) -> list[list[str]]:
+        """Per x, the warnings of its prediction (``pred``: ``predict(x,
+        budget=budget)`` when the caller has it already)."""
         from .verdict import prediction_warnings
 
-        return prediction_warnings(self, x, budget)
+        return prediction_warnings(self, x, budget, pred)
 
     def summary(self) -> str:
         lines = [f"Forecast of {self.obs['kind'].iloc[0]} over {len(self.obs)} models, "

@@ -69,12 +69,18 @@ class FittedForm:
         names = ["y_at_center", "slope", "curvature"][: _POWERS[self.form]]
         return pd.Series(self.fit.beta, index=names)
 
+    def law_params_cov(self) -> tuple[np.ndarray, np.ndarray]:
+        """(log c, alpha) and their covariance for the straight-line forms
+        (y = log c - alpha log x; the fit is centred: y = a + b (log x - center))."""
+        J = np.array([[1.0, -self.center], [0.0, -1.0]])
+        return J @ self.fit.beta, J @ self.fit.cov_beta @ J.T
+
     def law_params(self) -> dict:
-        """log c and alpha for the straight-line forms (y = log c - alpha log x)."""
+        """log c and alpha for the straight-line forms; {} for the others."""
         if self.form not in ("law", "local"):
             return {}
-        a, b = self.fit.beta
-        return {"log_c": float(a - b * self.center), "alpha": float(-b)}
+        theta, _ = self.law_params_cov()
+        return {"log_c": float(theta[0]), "alpha": float(theta[1])}
 
 
 def fit_form(obs: pd.DataFrame, form: str) -> FittedForm:

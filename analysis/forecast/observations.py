@@ -32,9 +32,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["observe", "y_from_p", "p_from_y", "to_scale", "observed_value", "detect_kind", "KINDS"]
-
-KINDS = ("counts", "scores")
+__all__ = ["observe", "y_from_p", "p_from_y", "var_p_of", "var_y_of", "to_scale", "observed_value", "detect_kind"]
 
 
 def y_from_p(p):
@@ -51,6 +49,22 @@ def p_from_y(y):
 def _dy_dp(p):
     with np.errstate(all="ignore"):
         return 1.0 / (p * np.log(p))
+
+
+def var_p_of(p, budget, *, kind: str, chance: float = 0.0):
+    """Binomial sampling variance of ``p`` measured with ``budget`` samples
+    (counts) or items (scores: the score ``chance + (1 - chance) p`` is the
+    binomial proportion)."""
+    p = np.asarray(p, float)
+    if kind == "scores":
+        s = chance + (1 - chance) * p
+        return s * (1 - s) / budget / (1 - chance) ** 2
+    return p * (1 - p) / budget
+
+
+def var_y_of(var_p, p):
+    """Delta method: the variance of y = log(-log p) from that of p."""
+    return var_p * _dy_dp(p) ** 2
 
 
 def detect_kind(df: pd.DataFrame) -> str:
@@ -115,7 +129,8 @@ def observe(df: pd.DataFrame, *, x: str = "x", chance: float | None = None) -> p
             # Sampling variance of the score; unknown n_items leaves it to the
             # between-model scatter (tau^2) to absorb.
             st = min(max(score, 0.5 / max(n_items, 1) if np.isfinite(n_items) else 1e-6), 1 - 1e-9)
-            var_p = st * (1 - st) / n_items / (1 - ch) ** 2 if np.isfinite(n_items) else 0.0
+            var_p = (float(var_p_of((st - ch) / (1 - ch), n_items, kind="scores", chance=ch))
+                     if np.isfinite(n_items) else 0.0)
             sd = np.sqrt(var_p)
             # Not resolved from chance: censored at two standard errors above it.
             censored = bool(p <= 2 * sd) if sd > 0 else bool(p <= 0)
@@ -134,7 +149,7 @@ def observe(df: pd.DataFrame, *, x: str = "x", chance: float | None = None) -> p
     ok = (~out["censored"]) & (~out["saturated"]) & (p > 0) & (p < 1)
     with np.errstate(all="ignore"):
         y = np.where(ok, y_from_p(np.clip(p, 1e-300, 1 - 1e-16)), np.nan)
-        var_y = np.where(ok, out["var_p"].to_numpy(float) * _dy_dp(np.clip(p, 1e-300, 1 - 1e-16)) ** 2, np.nan)
+        var_y = np.where(ok, var_y_of(out["var_p"].to_numpy(float), np.clip(p, 1e-300, 1 - 1e-16)), np.nan)
     out["y"] = y
     out["var_y"] = var_y
     out["y_cens"] = np.where(out["censored"], y_from_p(out["p_cens"].to_numpy(float)), np.nan)

@@ -116,13 +116,14 @@ def judge(res) -> Verdict:
     return Verdict("follows the law", why, misfit, threshold)
 
 
-def prediction_warnings(res, x, budget=None) -> list[list[str]]:
+def prediction_warnings(res, x, budget=None, pred=None) -> list[list[str]]:
     """Per requested x: the warnings that go with its prediction."""
     x = np.atleast_1d(np.asarray(x, float))
     obs = res.obs
     span = res.span
     top = float(obs["log_x"].max())
-    pred = res.predict(x, budget=budget)
+    if pred is None:
+        pred = res.predict(x, budget=budget)
     if budget is None:
         budget = float(obs["budget"].iloc[-1])
     budget = np.broadcast_to(np.asarray(budget, float), x.shape)

@@ -82,13 +82,16 @@ def _walk(paths: PathLike | Iterable[PathLike], pattern: str) -> list[tuple[Path
 
 # ---------------------------------------------------------------- result files
 
-def _load_json(path: Path) -> object:
-    """Parsed JSON; a ValueError naming the file (and line) when it is not JSON."""
+def _load_json(path: Path, hint: str = "") -> object:
+    """Parsed JSON; a ValueError naming the file (and line) when it is not
+    JSON or not text (``hint`` is appended to the latter)."""
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file{hint}") from None
 
 
 def detect_format(data: object, path: PathLike = "<data>") -> str | None:

@@ -93,6 +93,7 @@ from .results import (
     _RESULTS_NAME_RE,
     _SAMPLES_RE,
     _as_paths,
+    _load_json,
     _to_number,
     read_instances,
     read_manifest,
@@ -181,7 +182,7 @@ def is_table_file(path: PathLike) -> bool:
         return False
     suffix = _suffix(path)
     if suffix == ".json":
-        return isinstance(_json_file(path), list) if path.is_file() else True
+        return isinstance(_load_json(path, f"; read are {FORMATS}"), list) if path.is_file() else True
     return suffix is not None
 
 
@@ -223,16 +224,6 @@ def _csv_lines(path: Path, sep: str, n_rows: int) -> list[int] | None:
         return None
     starts = starts[1:]  # the header
     return starts if len(starts) == n_rows else None
-
-
-def _json_file(path: Path) -> object:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a text file; read are {FORMATS}") from None
 
 
 def _read_raw(path: Path) -> tuple[pd.DataFrame, _Where]:
@@ -278,7 +269,7 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame, _Where]:
         except (UnicodeDecodeError, OSError, EOFError) as exc:
             raise ValueError(f"{path}: not a readable JSON Lines file ({type(exc).__name__})") from None
         return pd.DataFrame.from_records(recs), _Where(path, lambda: lines, "record")
-    data = _json_file(path)  # .json
+    data = _load_json(path, f"; read are {FORMATS}")  # .json
     if isinstance(data, dict) and "results" in data:
         raise ValueError(f"{path}: an lm-eval results file, not a table: pass it (or its directory) "
                          f"to load()")
@@ -795,7 +786,7 @@ def load(paths: PathLike | Iterable[PathLike], manifest=None, *, kind: str | Non
         elif _is_lm_eval_name(p):
             lm.append(p)
         elif _suffix(p) == ".json":
-            data = _json_file(p)
+            data = _load_json(p, f"; read are {FORMATS}")
             if isinstance(data, list):
                 tables.append(p)
             elif isinstance(data, dict) and "results" in data:

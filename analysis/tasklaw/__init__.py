@@ -4,7 +4,7 @@
 - :mod:`.hierarchical`: instances partially pooled toward a typical law (random effects on log c, alpha).
 - :mod:`.distribution`: the beta-binomial view across instances (pass@k, never-solved at unseen sizes).
 - :mod:`.circuits`: the paper's two-circuit and multi-step alternatives.
-- :mod:`.plot`, :mod:`.cli`: the PNG and ``python -m analysis scaling``.
+- :mod:`.cli`: ``python -m analysis scaling`` (its PNG is drawn by :mod:`analysis.forecast.plot`).
 """
 
 from .circuits import MODELS, CurveComparison, CurveFit, compare_curves, fit_curve  # noqa: F401

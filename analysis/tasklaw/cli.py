@@ -130,15 +130,16 @@ def _cmd_scaling(args) -> int:
             if len(held):
                 hobs, _ = task_observations(held, task)
                 p = fc.predict(hobs["x"].to_numpy(), budget=hobs["budget"].to_numpy())
-                warns = fc.warnings_for(hobs["x"].to_numpy(), budget=hobs["budget"].to_numpy())
+                warns = fc.warnings_for(hobs["x"].to_numpy(), budget=hobs["budget"].to_numpy(), pred=p)
                 for j, r in enumerate(hobs.itertuples()):
                     cov = bool(p["lower"].iloc[j] <= r.p <= p["upper"].iloc[j])
                     preds.append({"model": str(r.model), "x": float(r.x), "observed": float(r.p),
                                   "predicted": float(p["predicted"].iloc[j]), "lower": float(p["lower"].iloc[j]),
                                   "upper": float(p["upper"].iloc[j]), "covered": cov})
                     report["warnings"] += [f"{r.model}: {w}" for w in warns[j]]
-            for xv, w in zip(args.predict, fc.warnings_for(args.predict) if args.predict else []):
-                p = fc.predict([xv]).iloc[0]
+            pp = fc.predict(args.predict) if args.predict else None
+            for j, (xv, w) in enumerate(zip(args.predict, fc.warnings_for(args.predict, pred=pp) if args.predict else [])):
+                p = pp.iloc[j]
                 preds.append({"model": None, "x": float(xv), "observed": None, "predicted": float(p["predicted"]),
                               "lower": float(p["lower"]), "upper": float(p["upper"]), "covered": None})
                 report["warnings"] += [f"x={xv:g}: {m}" for m in w]

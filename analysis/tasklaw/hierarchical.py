@@ -243,7 +243,7 @@ def _modes(beta, L, D: _Data, w0, tol: float = 1e-18, max_iter: int = 200) -> _M
     """Posterior modes of all instances at once (vectorised Newton, step halving)."""
     w = np.array(w0, float, copy=True)
     xc = D.xc
-    theta, eta, ll, d1, d2, f = _evaluate(beta, L, D, w)
+    theta, eta, _, d1, d2, f = _evaluate(beta, L, D, w)
     converged = False
     for _ in range(max_iter):
         g, A = _grad_info(d1, d2, xc)
@@ -263,7 +263,7 @@ def _modes(beta, L, D: _Data, w0, tol: float = 1e-18, max_iter: int = 200) -> _M
         active = dec >= tol
         for _half in range(60):
             w_try = w + (t * active)[:, None] * step
-            th2, eta2, ll2, d1b, d2b, f2 = _evaluate(beta, L, D, w_try)
+            th2, eta2, _, d1b, d2b, f2 = _evaluate(beta, L, D, w_try)
             bad = active & ~(f2 >= f - 1e-12 * (1.0 + np.abs(f)))
             if not bad.any():
                 break
@@ -271,7 +271,7 @@ def _modes(beta, L, D: _Data, w0, tol: float = 1e-18, max_iter: int = 200) -> _M
         else:  # no ascent possible: numerically at the mode
             converged = True
             break
-        w, theta, eta, ll, d1, d2, f = w_try, th2, eta2, ll2, d1b, d2b, f2
+        w, theta, eta, d1, d2, f = w_try, th2, eta2, d1b, d2b, f2
     # quantities at the final w
     g, A = _grad_info(d1, d2, xc)
     H = _mm(_mm(L.T, A), L)

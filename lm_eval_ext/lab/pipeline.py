@@ -245,8 +245,9 @@ def fit_and_predict(train: pd.DataFrame, n_target: float, budget: float | None =
     if budget is None:
         top = obs[np.isclose(obs["x"], obs["x"].max())]
         budget = float(top["budget"].mean())
-    pred = fit.predict([n_target], budget=budget).iloc[0]
-    warn = fit.warnings_for([n_target], budget=budget)[0]
+    pframe = fit.predict([n_target], budget=budget)
+    pred = pframe.iloc[0]
+    warn = fit.warnings_for([n_target], budget=budget, pred=pframe)[0]
     return fit, {"N": float(n_target), "pu": float(pred["predicted"]), "lower": float(pred["lower"]),
                  "upper": float(pred["upper"]), "budget": budget, "verdict": fit.verdict.label,
                  "warnings": warn}
