@@ -121,3 +121,100 @@ def test_emergence_cli_bad_input_is_a_clear_error(sweep, tmp_path, capsys):
                  "--out", str(tmp_path / "o")]) == 2
     assert "--d0" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------
+# tidy tables (issue 12): CSV with runs and a holdout split, flat scores
+# --------------------------------------------------------------------------
+
+
+def _table_rows(rng, *, runs=3, losses=np.linspace(2.0, 3.6, 7), flat=False):
+    """One row per (model, task): 3 runs x 7 checkpoints x D in {0, 10, 100,
+    1000}; the strongest checkpoint of each run (L ~ 2.0) is held out."""
+    rows = []
+    for r in range(runs):
+        for i, L in enumerate(losses + 0.03 * r):
+            for D in DS:
+                e = K * np.log(D) ** ALPHA + C if D else C
+                p = B if flat else min(A * max(e - L, 0.0) + B, 1.0)
+                rows.append({"model": f"run{r}/step{1000 * (7 - i)}" + (f"/ft-D{D}" if D else ""),
+                             "task": TASK, "score": rng.binomial(N_ITEMS, p) / N_ITEMS, "D": D,
+                             "loss": round(float(L), 6), "n_items": N_ITEMS, "seed": 0, "run": f"run{r}",
+                             "checkpoint": f"run{r}/step{1000 * (7 - i)}", "split": "holdout" if i == 0 else "train",
+                             "N": 70_000_000, "tokens": 1e9 * (7 - i)})
+    return rows
+
+
+def _write_csv(path, rows, columns):
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def test_emergence_cli_reads_a_csv_with_runs_and_a_holdout_split(tmp_path, capsys):
+    cols = ["model", "task", "score", "D", "loss", "n_items", "seed", "run", "checkpoint", "split"]
+    table = _write_csv(tmp_path / "sweep.csv", _table_rows(np.random.default_rng(6)), cols)
+    out = tmp_path / "o"
+    assert main(["emergence", str(table), "--d0", "1", "--n-boot", "20", "--bootstrap", "checkpoint",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "verdict: emergence observed" in text
+    assert "(run bootstrap, 20 refits)" in text and "runs: 3" in text
+    assert "held out (split = holdout): 3 checkpoint(s), 12 row(s)" in text
+    # the held-out checkpoints are stronger than any fitted one: an extrapolation, said so
+    assert "warning: extrapolation: L = 2 (the lowest of 3 below the range) lies 0.2667 nats below the " \
+           "strongest fitted checkpoint (L = 2.267), 19% of the fitted loss span (2.267 to 3.66 nats, 1.393)" in text
+    report = json.loads((out / f"emergence_{TASK}.json").read_text())
+    fit = report["fit"]
+    assert fit["bootstrap"] == "run" and fit["n_runs"] == 3 and fit["n_checkpoints"] == 18
+    assert fit["verdict"] == "emergence observed" and fit["L_range"][0] == pytest.approx(2.0 + 0.8 / 3, abs=1e-5)
+    assert len(report["holdout"]["rows"]) == 12 and report["holdout"]["warnings"]
+    assert report["holdout"]["warnings"][0] in fit["warnings"]
+    assert {r["run"] for r in report["rows"]} == {"run0", "run1", "run2"}
+    assert (out / f"emergence_{TASK}.png").is_file()
+
+
+def test_emergence_cli_csv_without_checkpoint_column_by_subprocess(tmp_path):
+    # model, N, tokens, loss, task, score, n_items, seed, run, D, split: a run's
+    # checkpoints are told apart by tokens (the run alone names 7 of them)
+    cols = ["model", "N", "tokens", "loss", "task", "score", "n_items", "seed", "run", "D", "split"]
+    table = _write_csv(tmp_path / "sweep.csv", _table_rows(np.random.default_rng(6)), cols)
+    out = tmp_path / "o"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", MPLBACKEND="Agg", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "analysis", "emergence", str(table), "--d0", "1", "--n-boot", "0",
+                           "--out", str(out)], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "not valid JSON" not in proc.stderr
+    report = json.loads((out / f"emergence_{TASK}.json").read_text())
+    assert report["fit"]["n_checkpoints"] == 18 and report["fit"]["n_runs"] == 3
+    assert len({r["checkpoint"] for r in report["rows"]}) == 21
+    assert all(r["checkpoint"].startswith(f"run={r['run']} ") for r in report["rows"])
+
+
+def test_emergence_cli_flat_scores_print_the_verdict(tmp_path, capsys):
+    cols = ["model", "task", "score", "D", "loss", "n_items", "seed", "run", "checkpoint"]
+    table = _write_csv(tmp_path / "flat.csv", _table_rows(np.random.default_rng(2), flat=True), cols)
+    out = tmp_path / "o"
+    assert main(["emergence", str(table), "--d0", "1", "--n-boot", "10", "--backtest", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "verdict: no emergence in range: " in text
+    assert "E(D) (and E(D0)): none, no emergence in range" in text
+    assert "observed few-shot (D = 0) curve: no emergence in range: " in text
+    assert "error, coverage: not scored (nothing to compare)" in text
+    report = json.loads((out / f"emergence_{TASK}.json").read_text())
+    assert report["fit"]["verdict"] == "no emergence in range"
+    assert report["fit"]["few_shot_emergence"]["E"] is None and report["fit"]["few_shot_emergence"]["lower"] is None
+    assert report["backtest"]["covered"] is None and report["backtest"]["error_nats"] is None
+    assert (out / f"emergence_{TASK}.png").is_file()
+
+
+def test_emergence_cli_run_given_as_checkpoint_points_to_the_run_column(tmp_path, capsys):
+    rows = [dict(r, checkpoint=r["run"]) for r in _table_rows(np.random.default_rng(6))]
+    cols = ["model", "task", "score", "D", "loss", "n_items", "checkpoint"]
+    table = _write_csv(tmp_path / "sweep.csv", rows, cols)
+    assert main(["emergence", str(table), "--n-boot", "0", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint 'run0' has several values in column 'loss'" in err
+    assert "put the run in a column 'run'" in err

@@ -119,6 +119,10 @@ def test_bimodal_family_recovers_mixing_weights():
     n50 = fit.n50()
     assert n50["lower"] < math.exp(-A / B) < n50["upper"]
     assert not res.inverse_scaling.flagged
+    # runs split at every size: no "sizes, not runs" warning, and 40 vs 40 runs
+    # leave the permutation tests plenty of room
+    assert res.sizes_not_runs is None and res.to_dict()["sizes_not_runs"] is None
+    assert not any("not runs" in w or "cluster by size" in w or "cannot reach" in w for w in res.warnings)
 
 
 def test_intervals_cover_at_about_the_nominal_rate():
@@ -134,6 +138,7 @@ def test_intervals_cover_at_about_the_nominal_rate():
     cover = {"wilson": [], "glm": [], "mean_success": [], "mean": []}
     for _ in range(40):
         res = seed_distributions(_bimodal(rng, n_seeds=30), threshold=0.45, n_boot=0, n_perm=0)
+        assert res.sizes_not_runs is None
         t = res.table
         cover["wilson"] += list((t["p_success_lower"] <= w) & (w <= t["p_success_upper"]))
         cover["mean"] += list((t["mean_lower"] <= true_mean) & (true_mean <= t["mean_upper"]))
@@ -164,6 +169,7 @@ def test_inverse_scaling_is_flagged():
     assert inv.slope_psuccess < 0 and inv.slope_success_mean > 0
     assert inv.pvalue == max(inv.pvalue_psuccess, inv.pvalue_success_mean) < 0.001
     assert "inverse scaling: flagged" in res.summary()
+    assert res.sizes_not_runs is None and "not runs" not in res.summary()
     # the same falling P(success) with successful runs that do not improve: not flagged
     rows_flat = [dict(r, value=rng.normal(0.6, 0.03) if r["value"] > 0.4 else r["value"]) for r in rows]
     flat = seed_distributions(pd.DataFrame(rows_flat), threshold=0.4, n_boot=0, n_perm=0).inverse_scaling
@@ -200,6 +206,9 @@ def test_separation_uses_firth_and_stays_finite():
     p = fit.predict([1e6, 1e9])["p"]
     assert p[0] < 0.2 and p[1] > 0.8
     assert any("separates perfectly" in w for w in res.warnings)
+    # identical runs within each size: the split is between sizes, and it says so
+    assert "separates model sizes, not runs" in res.sizes_not_runs
+    assert "all runs fail at N = 1e+06, 1e+07, all succeed at N = 1e+08, 1e+09" in res.sizes_not_runs
 
 
 def test_glm_matches_statsmodels_on_log_n():
@@ -236,6 +245,7 @@ def test_validation_errors_name_the_problem():
 def test_same_random_state_same_results():
     df = _bimodal(np.random.default_rng(9), n_seeds=12, sizes=SIZES[:3])
     a = seed_distributions(df, n_boot=200, n_perm=99, random_state=4).to_dict()
+    assert a["sizes_not_runs"] is None
     b = seed_distributions(df.sample(frac=1, random_state=0), n_boot=200, n_perm=99, random_state=4).to_dict()
     assert a == b
 

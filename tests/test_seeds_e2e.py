@@ -137,6 +137,18 @@ def test_seeds_cli_end_to_end(population):
         assert 0 <= s["p_success_lower"] <= s["p_success"] <= s["p_success_upper"] <= 1
     assert report["threshold_rule"] in ("given",) or "mixture" in report["threshold_rule"]
     assert report["psuccess_fit"] is not None and report["psuccess_fit"]["df_resid"] == 0
+    # accuracies: the means' intervals are built within [0, 1]
+    assert report["bounds"] == [0.0, 1.0] and "logit" in report["mean_interval"]
+    for s in report["sizes"]:
+        if s["mean_lower"] is not None:
+            assert 0 <= s["mean_lower"] <= s["mean"] <= s["mean_upper"] <= 1
+    # 4 vs 4 runs: C(8,4) = 70 relabelings, the mirror image as extreme: p >= 2/70, below 0.05
+    assert report["sizes"][0]["wasserstein_min_pvalue"] == pytest.approx(2 / 70)
+    assert not any("cannot reach" in w and "permutation" in w for w in report["warnings"])
+    # the "sizes, not runs" verdict is reported either way (text or null) and printed when it applies
+    assert "sizes_not_runs" in report
+    if report["sizes_not_runs"]:
+        assert report["sizes_not_runs"] in proc.stdout
     png = out / "seeds_toy_seeds_mc_acc.png"
     assert png.is_file() and png.stat().st_size > 10_000
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

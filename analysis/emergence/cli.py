@@ -22,11 +22,25 @@ carry the manifest's columns themselves, one row per (model, task): ``model``,
 ``task``, ``score`` (or value/acc; the metric ``perf``), ``D``, ``loss`` (the
 base checkpoint's pretraining loss L; or rows of the loss task), optionally
 ``n_items`` (items evaluated: binomial likelihood), ``seed``, ``compute``
-(FLOPs, for the backtest's lead), ``metric``, and ``checkpoint`` (the base
-checkpoint's label).  Without ``checkpoint`` the base checkpoint is named by
-``run``/``step`` where the table has them, else by its loss (rows with one
-loss share a checkpoint).  A manifest is needed for lm-eval directories and
-optional for tables (its rows win for the models it lists).
+(FLOPs, for the backtest's lead), ``metric``, ``N``, ``tokens``, ``step``,
+``run``, ``split``, and ``checkpoint`` (the base checkpoint's label).
+Without ``checkpoint`` the base checkpoint is named by ``run`` and ``step``,
+then (where rows so named still differ in loss: a run's intermediate
+checkpoints) also by ``N`` and ``tokens``, then by the loss itself.  A
+manifest is needed for lm-eval directories and optional for tables (its rows
+win for the models it lists).
+
+``run`` (the training run of the base checkpoint, in a table or the
+manifest) makes the checkpoint bootstrap resample whole runs.  ``split``
+(``train``/``holdout``, whole checkpoints) keeps held-out checkpoints out of
+the fits; the law then predicts them (finetuned rows at their D, few-shot
+rows at D0), with a warning for each prediction below the fitted losses.
+The backtest makes its own split at its cutoff and reads every row.
+
+Every fit prints a verdict: "emergence observed", or "no emergence in range"
+with its reason (constant scores, no checkpoint past the kink, or no clear
+gain over a flat line); without emergence no emergence point (and no
+backtest error or coverage) is reported.
 """
 
 from __future__ import annotations
@@ -68,11 +82,43 @@ def _metric_rows(res: pd.DataFrame, task: str, metric: str, where: str) -> pd.Da
     return sel
 
 
-def _table_manifest(res: pd.DataFrame) -> pd.DataFrame:
-    """The manifest that table rows carry: one row per model with D, and its
-    checkpoint, seed, loss, flops (see the module docstring)."""
+def _checkpoint_ids(per: pd.DataFrame) -> pd.Series:
+    """The base checkpoint of each table row without a ``checkpoint`` column.
+
+    A run's intermediate checkpoints share ``run``, so the run alone does not
+    name a checkpoint: it is named by run and step, then (where those leave
+    checkpoints with several losses) also by N and tokens, then by the loss
+    itself; rows of one checkpoint (its few-shot row and its finetuned models)
+    agree on all of these.  Raises ValueError when nothing tells them apart."""
     from ..ingest.tables import _ids_from
 
+    def several_losses(ck: pd.Series) -> bool:
+        if "loss" not in per.columns:
+            return False
+        return bool((per.assign(_ck=ck.to_numpy()).groupby("_ck")["loss"].nunique() > 1).any())
+
+    have = [c for c in ("run", "step", "N", "tokens") if c in per.columns and per[c].notna().any()]
+    all_loss = "loss" in per.columns and per["loss"].notna().all()
+    if not have and all_loss:
+        return per["loss"].map(lambda v: f"L={v:.6g}")  # rows with one loss share a checkpoint
+    tries = [[c for c in have if c in ("run", "step")], have] + ([have + ["loss"]] if all_loss else [])
+    for ident in tries:
+        if ident:
+            ck = _ids_from(per, ident)
+            if not several_losses(ck):
+                return ck
+    file = per["file"].iloc[0]
+    if have:
+        raise ValueError(f"{file}: cannot tell the base checkpoints apart: rows with the same "
+                         f"{', '.join(have)} have different losses; add a column checkpoint (the base "
+                         "checkpoint's label; keep the training run in column run)")
+    raise ValueError(f"{file}: cannot tell which base checkpoint each row belongs to: add a column "
+                     "checkpoint (or run and step), or a column loss (one per checkpoint)")
+
+
+def _table_manifest(res: pd.DataFrame) -> pd.DataFrame:
+    """The manifest that table rows carry: one row per model with D, and its
+    checkpoint, seed, run, split, loss, flops (see the module docstring)."""
     t = res[res["source"] == "table"] if "source" in res.columns else res.iloc[:0]
     if t.empty:
         return pd.DataFrame(columns=["model", "checkpoint", "D"])
@@ -85,17 +131,11 @@ def _table_manifest(res: pd.DataFrame) -> pd.DataFrame:
     if "checkpoint" in per.columns and per["checkpoint"].notna().all():
         ck = per["checkpoint"].map(str)
     else:
-        ident = [c for c in ("run", "step") if c in per.columns and per[c].notna().any()]
-        if ident:
-            ck = _ids_from(per, ident)
-        elif "loss" in per.columns and per["loss"].notna().all():
-            ck = per["loss"].map(lambda v: f"L={v:.6g}")
-        else:
-            raise ValueError(f"{per['file'].iloc[0]}: cannot tell which base checkpoint each row belongs to: "
-                             "add a column checkpoint (or run/step), or a column loss (one per checkpoint)")
+        ck = _checkpoint_ids(per)
     out = pd.DataFrame({"model": per["model"].astype(str).to_numpy(), "checkpoint": ck.to_numpy(),
                         "D": per["D"].astype(float).to_numpy()})
-    for col, name in (("seed", "seed"), ("loss", "loss"), ("compute", "flops")):
+    for col, name in (("seed", "seed"), ("run", "run"), ("split", "split"), ("loss", "loss"),
+                      ("compute", "flops")):
         if col in per.columns:
             out[name] = per[col].to_numpy()
     return out
@@ -109,9 +149,11 @@ def emergence_table(results, manifest=None, *, task: str | None = None, metric: 
     ``manifest``: required for lm-eval output, optional for tables (which carry
     D, loss, ... themselves).  Returns ``(table, task, notes)``: columns
     checkpoint, model, D, seed, L, perf, n (items evaluated, when every row
-    says), flops (when known), file; the performance task used; and notes
-    about manifest models without results.  Raises ValueError (naming the
-    manifest, model, file or column) on inconsistent input.
+    says), flops (when known), run (the training run, when known: the
+    bootstrap's cluster), split (train/holdout, when given), file; the
+    performance task used; and notes about manifest models without results.
+    Raises ValueError (naming the manifest, model, file or column) on
+    inconsistent input.
     """
     from ..ingest import load, read_manifest
 
@@ -182,7 +224,8 @@ def emergence_table(results, manifest=None, *, task: str | None = None, metric: 
         n = p["n_items"] if "n_items" in p.index else math.nan
         rows.append({"checkpoint": rec["checkpoint"], "model": rec["model"], "D": float(rec["D"]),
                      "seed": rec.get("seed", math.nan), "perf": float(p["value"]),
-                     "n": float(n) if pd.notna(n) else math.nan, "file": p["file"]})
+                     "n": float(n) if pd.notna(n) else math.nan, "file": p["file"],
+                     "run": _label(rec.get("run")), "split": _label(rec.get("split"))})
     notes = []
     if missing:
         notes.append(f"{len(missing)} manifest model(s) have no {task}/{metric} result and are left out: "
@@ -193,6 +236,26 @@ def emergence_table(results, manifest=None, *, task: str | None = None, metric: 
     table = pd.DataFrame(rows)
     if table["n"].isna().any():
         table = table.drop(columns="n")
+    for col in ("run", "split"):
+        known = table[col].notna()
+        if not known.any():
+            table = table.drop(columns=col)
+        elif not known.all():
+            raise ValueError(f"column {col!r} is empty for model(s) {table.loc[~known, 'model'].tolist()[:5]} "
+                             f"but given for others ({', '.join(sorted(table['file'].unique()))}): give every "
+                             f"model its {col}, or none")
+    if "split" in table.columns:
+        split = table["split"].map(lambda v: _SPLITS.get(str(v).strip().lower()))
+        if split.isna().any():
+            i = split.index[split.isna()][0]
+            raise ValueError(f"model {table.at[i, 'model']!r}: split {table.at[i, 'split']!r} is neither 'train' "
+                             f"nor 'holdout' ({table.at[i, 'file']})")
+        table["split"] = split
+        mixed = table.groupby("checkpoint")["split"].nunique()
+        if (mixed > 1).any():
+            c = mixed.index[mixed > 1][0]
+            raise ValueError(f"checkpoint {c!r} has both train and holdout rows: a held-out checkpoint is held "
+                             "out whole (its few-shot row and every finetuned model)")
     # pretraining loss and FLOPs per base checkpoint
     losses, flops = {}, {}
     loss_res = None
@@ -203,8 +266,11 @@ def emergence_table(results, manifest=None, *, task: str | None = None, metric: 
             if col in g.columns and g[col].notna().any():
                 vals = g[col].dropna().unique()
                 if len(vals) > 1:
+                    hint = (" (if it names a training run with several checkpoints, give each checkpoint its "
+                            "own label in 'checkpoint' and put the run in a column 'run': the bootstrap then "
+                            "resamples whole runs)" if col == "loss" else "")
                     raise ValueError(f"{mpath}: checkpoint {ck!r} has several values in column {col!r}: "
-                                     f"{sorted(vals.tolist())} (one per base checkpoint)")
+                                     f"{sorted(vals.tolist())[:6]} (one per base checkpoint){hint}")
                 store[ck] = float(vals[0])
         if ck in losses:
             continue
@@ -220,9 +286,23 @@ def emergence_table(results, manifest=None, *, task: str | None = None, metric: 
     table["L"] = table["checkpoint"].map(losses)
     if flops:
         table["flops"] = table["checkpoint"].map(flops)
-    cols = ["checkpoint", "model", "D", "seed", "L", "perf"] + [c for c in ("n", "flops") if c in table] + ["file"]
+    cols = (["checkpoint", "model", "D", "seed", "L", "perf"]
+            + [c for c in ("n", "flops", "run", "split") if c in table] + ["file"])
     return table[cols].sort_values(["L", "D", "seed"], ascending=[False, True, True]).reset_index(drop=True), \
         task, notes
+
+
+_SPLITS = {"train": "train", "fit": "train", "holdout": "holdout", "heldout": "holdout",
+           "held-out": "holdout", "held_out": "holdout", "test": "holdout"}
+
+
+def _label(v):
+    """A run/split label as text; None when missing (integral floats without '.0')."""
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+        return None
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
 
 
 def _overview(table: pd.DataFrame) -> str:
@@ -263,15 +343,20 @@ def _cmd_emergence(args) -> int:
     print(f"== {task} ({args.metric}; L = pretraining loss, nats)")
     print(_overview(table))
     report = {"task": task, "metric": args.metric, "rows": json.loads(table.to_json(orient="records"))}
+    # held-out checkpoints (split = holdout) stay out of the fits and are predicted
+    held = table["split"].eq("holdout") if "split" in table.columns else pd.Series(False, index=table.index)
+    train, holdout = table[~held], table[held]
+    if held.any():
+        print(f"held out (split = holdout): {holdout['checkpoint'].nunique()} checkpoint(s), {len(holdout)} row(s); "
+              "the fits use the other rows")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the fit keeps its warnings; its summary prints them
         try:
-            fit = fit_emergence_law(table[table["D"] > 0], d0=args.d0, **fit_kw)
+            fit = fit_emergence_law(train[train["D"] > 0], d0=args.d0, **fit_kw)
         except ValueError as exc:
             return fail(f"{task}: cannot fit the emergence law: {exc}")
     print(fit.summary())
-    report["fit"] = fit.to_dict()
-    few = table[table["D"] == 0]
+    few = train[train["D"] == 0]
     fewshot = None
     if few["checkpoint"].nunique() >= 3:
         with warnings.catch_warnings():
@@ -281,12 +366,13 @@ def _cmd_emergence(args) -> int:
             except ValueError as exc:
                 print(f"few-shot curve: not fitted ({exc})")
     if fewshot is not None:
-        em = fewshot.emergence_loss().iloc[0]
-        emerged = bool((fewshot.side_counts["post"] > 0).any())
-        print(f"observed few-shot (D = 0) curve: E = {em['E']:.4f} nats [{em['lower']:.4f}, {em['upper']:.4f}]"
-              + ("" if emerged else "  (no checkpoint past it: not emerged yet, E not identified)"))
+        if fewshot.emerged:
+            em = fewshot.emergence_loss().iloc[0]
+            print(f"observed few-shot (D = 0) curve: E = {em['E']:.4f} nats [{em['lower']:.4f}, {em['upper']:.4f}]")
+        else:
+            print(f"observed few-shot (D = 0) curve: {fewshot.verdict}: {fewshot.verdict_reason}")
         report["fewshot"] = fewshot.to_dict()
-        if emerged:
+        if fewshot.emerged and fit.emerged:
             try:
                 d0 = calibrate_d0(fit, float(em["E"]))
                 print(f"D0 at which this law reaches the observed few-shot emergence: {d0:.4g} "
@@ -294,11 +380,15 @@ def _cmd_emergence(args) -> int:
                 report["calibrated_d0"] = d0
             except ValueError as exc:
                 print(f"D0 not calibrated: {exc}")
+    if held.any():
+        report["holdout"] = _predict_holdout(fit, holdout, args.d0)
+    report["fit"] = fit.to_dict()  # after the predictions: their extrapolation warnings are the fit's too
     bt = None
     if args.backtest or args.backtest_before is not None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
+                # the backtest makes its own split (at the cutoff) over every row
                 bt = backtest_emergence(table, d0=args.d0, cutoff=args.backtest_before, **fit_kw)
             except ValueError as exc:
                 return fail(f"{task}: backtest: {exc}")
@@ -312,6 +402,36 @@ def _cmd_emergence(args) -> int:
                          title=f"{task} ({args.metric})")
     print(f"wrote {out / (stem + '.json')} and {png}")
     return 0
+
+
+def _predict_holdout(fit, holdout: pd.DataFrame, d0) -> dict:
+    """Print and return the law's predictions for the held-out rows: finetuned
+    rows at their D, few-shot rows at D0 (when given), with the band and
+    the extrapolation warnings (a held-out checkpoint stronger than every
+    fitted one is predicted beyond the data)."""
+    rows = holdout[holdout["D"] > 0]
+    few = holdout[holdout["D"] == 0]
+    if d0 is not None:
+        rows = pd.concat([rows, few])
+    elif len(few):
+        print(f"note: {len(few)} held-out few-shot row(s) (D = 0) not predicted: give --d0")
+    if rows.empty:
+        return {"rows": [], "warnings": []}
+    D = rows["D"].where(rows["D"] > 0, d0 if d0 is not None else 1.0).to_numpy(float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # printed below, one line each
+        pred = fit.predict(rows["L"].to_numpy(float), D=D)
+    out = rows[["checkpoint", "D", "L", "perf"]].reset_index(drop=True).assign(predicted=pred["perf"].to_numpy())
+    for col in ("lower", "upper"):
+        if col in pred:
+            out[col] = pred[col].to_numpy()
+    out["error"] = out["predicted"] - out["perf"]
+    print(f"held-out rows, predicted by the law (few-shot rows at D0 = {d0}):" if d0 is not None
+          else "held-out rows, predicted by the law:")
+    print(out.assign(D=out["D"].map(lambda v: f"{v:g}")).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    for w in pred.attrs.get("warnings", []):
+        print(f"warning: {w}")
+    return {"rows": json.loads(out.to_json(orient="records")), "warnings": list(pred.attrs.get("warnings", []))}
 
 
 def add_parser(subparsers) -> None:
@@ -340,7 +460,9 @@ def add_parser(subparsers) -> None:
     s.add_argument("--floor", type=float, help="fix the floor B (e.g. chance accuracy)")
     s.add_argument("--likelihood", choices=["auto", "binomial", "gaussian"], default="auto")
     s.add_argument("--n-boot", type=int, default=200, help="bootstrap refits (default 200; 0: Wald)")
-    s.add_argument("--bootstrap", choices=["auto", "checkpoint", "parametric"], default="auto")
+    s.add_argument("--bootstrap", choices=["auto", "checkpoint", "run", "parametric"], default="auto",
+                   help="intervals: resample checkpoints (whole runs when the input has a run column), runs, or "
+                        "simulate from the fit (parametric); auto picks (see analysis.emergence.law)")
     s.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     s.add_argument("--out", default="analysis_out", help="directory for JSON and PNG")
     s.set_defaults(fn=_cmd_emergence)

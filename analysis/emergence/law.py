@@ -78,13 +78,59 @@ of the kink: ``side_counts`` reports, per ``D``, how many rows lie above and
 below the fitted ``E(D)``; a ``D`` with none past the kink gives ``E(D)`` only
 through the law and a warning says so.
 
+Verdict: is there an emergence point at all?
+--------------------------------------------
+A ReLU fitted to data with no kink still returns a kink (at a bound, or
+wherever the noise puts it), and a bootstrap of it can collapse to a point
+(constant scores: every refit returns the same ``E``).  So every fit carries
+a ``verdict``: ``"no emergence in range"`` (:data:`NO_EMERGENCE`) when
+
+1. the scores are constant, or
+2. no row lies past the fitted kink at any ``D`` (the scores never rise above
+   their floor within the losses fitted), or
+3. the law is not clearly better than a flat line at the floor: the
+   likelihood-ratio statistic ``lr_flat = 2 (llf - llf_flat)`` (divided by the
+   dispersion ``phi`` when the binomial fit has ``phi > 1``, as for a
+   quasi-likelihood) is below the 95% point of chi2 with ``df`` = the
+   parameters the flat line lacks (``A`` and ``E``: 2 for a curve; ``A``,
+   ``k``, ``alpha``, ``C``: 4 for a law).  Under ``A = 0`` the emergence point
+   is not identified, so the chi2 reference is only a rule of thumb (Davies'
+   problem); counting ``E`` as a degree of freedom is the usual allowance for
+   it and the bound ``A >= 0`` makes it conservative.  On flat binomial data
+   (8 checkpoints x 3 D, 400 items, 150 data sets) it declared emergence in
+   0.7% (law), 0.7% (curve) and, for a Gaussian curve, 3% of the sets;
+
+and ``"emergence observed"`` (:data:`EMERGENCE`) otherwise, with the reason
+in ``verdict_reason``.  Without emergence there is no emergence point to
+report: :meth:`~EmergenceLawResults.emergence_loss` and ``few_shot`` give
+NaN for ``E`` and its bounds (the fitted kink stays in ``params``, where it
+is a nuisance value), ``conf_int()`` gives NaN for the parameters of ``E``
+and for any interval of zero width, ``predict`` gives no band below the
+fitted losses, and :func:`backtest_emergence` reports the verdict instead of
+an error and a coverage (both None).
+
+Extrapolation.  ``predict`` at a loss below the strongest fitted checkpoint,
+and an emergence point ``E(D)`` that lies there (the few-shot ``E(D0)``
+usually does: that is the forecast), add a warning to the results'
+``warnings`` (and the returned frame's ``attrs["warnings"]``) saying how far
+below, in nats and as a share of the fitted loss span.
+
 Intervals
 ---------
 ``bootstrap="checkpoint"`` resamples whole checkpoints with replacement and
 refits: all rows of a checkpoint (every ``D``, every seed) share that
 checkpoint's deviation from the law, so they are not independent, and
 resampling clusters keeps that dependence without trusting the likelihood's
-variance model.  But it needs many clusters: with 10 checkpoints (x 4 D,
+variance model.  Intermediate checkpoints of one training run share more
+than that (the run's data order, seed and hyperparameters), so when the
+input has a column ``run`` the cluster is the run: every checkpoint of a run
+is drawn together (``bootstrap="run"``, which is also what
+``"checkpoint"`` does when ``run`` is present; the results then say
+``bootstrap == "run"``).  A cluster bootstrap over one run would return the
+data unchanged every time, so it needs >= 2 runs (an error otherwise), and
+``"auto"`` counts runs, not checkpoints, against the thresholds below.
+
+A cluster bootstrap needs many clusters: with 10 checkpoints (x 4 D,
 400 items, the law true, 100 data sets, 200 refits) its 95% intervals
 covered A, B, k, alpha, C, E(1), E(10) 87, 80, 93, 95, 90, 90 and 84% of the
 time, and a resample that drops the few checkpoints past the kink cannot
@@ -93,11 +139,12 @@ law with its own noise model (binomial, or beta-binomial with the same mean
 and variance ``phi * p(1-p)/n`` when ``phi > 1``; Gaussian with the
 estimated variance) and refits; on the same data sets it covered 96, 92, 97,
 98, 97, 97 and 98%.  Its blind spot is a checkpoint-level deviation shared by
-all D of a checkpoint, which it treats as independent noise (inflating
-``phi``).  ``"auto"`` therefore resamples checkpoints only with >= 20
-checkpoints of which >= 4 lie past the fitted kink and >= 4 before it (at
-some D; e.g. a model family scored against validation loss), and is
-parametric otherwise (a finetuning sweep over a handful of checkpoints).
+all D of a checkpoint (or a run-level one shared by a run's checkpoints),
+which it treats as independent noise (inflating ``phi``).  ``"auto"``
+therefore resamples clusters (checkpoints, or runs) only with >= 20 of them
+of which >= 4 lie past the fitted kink and >= 4 before it (at some D; e.g. a
+model family scored against validation loss), and is parametric otherwise
+(a finetuning sweep over a handful of checkpoints, or of runs).
 Intervals are percentile intervals of the refits (``n_boot_failed`` counts
 refits that failed and were left out).  ``conf_int(method="wald")``
 gives the quasi-likelihood Wald intervals instead.  A run of a few hundred
@@ -110,7 +157,8 @@ Input is a tidy DataFrame, one row per evaluated model: ``checkpoint`` (the
 base checkpoint), ``L`` (its pretraining loss, nats), ``D`` (finetuning
 examples; 0 = not finetuned, the few-shot row), ``perf`` (the metric), and
 optionally ``n`` (items evaluated), ``seed``, ``flops`` (pretraining FLOPs of
-the checkpoint).
+the checkpoint), ``run`` (the training run the checkpoint comes from: the
+bootstrap's cluster).
 """
 
 from __future__ import annotations
@@ -125,6 +173,8 @@ import pandas as pd
 from scipy import special, stats
 
 __all__ = [
+    "EMERGENCE",
+    "NO_EMERGENCE",
     "fit_emergence_law",
     "fit_emergence_curve",
     "EmergenceLawResults",
@@ -136,9 +186,14 @@ __all__ = [
 
 _EPS = 1e-9  # the binomial mean is kept this far from 0 and 1
 _LIKELIHOODS = ("auto", "binomial", "gaussian")
-_BOOTSTRAPS = ("auto", "checkpoint", "parametric", "none")
+_BOOTSTRAPS = ("auto", "checkpoint", "run", "parametric", "none")
 _MIN_CKPT_CLUSTER_BOOT = 20
 _MIN_CKPT_SIDE = 4
+#: Verdicts (``EmergenceLawResults.verdict``); see "Verdict" in the module docstring.
+EMERGENCE = "emergence observed"
+NO_EMERGENCE = "no emergence in range"
+# level of the likelihood-ratio check against a flat line (the verdict's rule 3)
+_LR_LEVEL = 0.05
 # alpha below ~0.25 makes E(D) ~ const + k*alpha*log(log D), which runs off to
 # -inf at D = 1: the few-shot extrapolation would then be decided by the bound.
 _ALPHA_MIN, _ALPHA_MAX = 0.25, 4.0
@@ -196,8 +251,31 @@ def _validate(df, *, need_d: bool) -> pd.DataFrame:
                              f"{out.loc[bad, ['checkpoint', 'n']].head(5).to_dict('records')}")
     ck = out.groupby("checkpoint")["L"].nunique()
     if (ck > 1).any():
-        raise ValueError(f"checkpoint(s) {list(ck.index[ck > 1])[:5]} have more than one loss L: "
-                         "L is the pretraining loss of the base checkpoint, one value per checkpoint")
+        bad = list(ck.index[ck > 1])
+        vals = sorted(out.loc[out["checkpoint"] == bad[0], "L"].unique().tolist())
+        shown = ", ".join(f"{v:.4g}" for v in vals[:6]) + (", ..." if len(vals) > 6 else "")
+        raise ValueError(
+            f"checkpoint(s) {bad[:5]} have more than one loss L (checkpoint {bad[0]!r}: {len(vals)} losses, "
+            f"{shown}): L is the pretraining loss of the base checkpoint, one value per checkpoint. "
+            f"If {bad[0]!r} names a training run whose intermediate checkpoints are separate rows, give each "
+            "checkpoint its own label in 'checkpoint' (e.g. run and step) and put the run in a column 'run': "
+            "the bootstrap then resamples whole runs")
+    if "run" in out.columns:
+        missing = out["run"].isna()
+        if missing.all():
+            out = out.drop(columns="run")  # no run known: checkpoints are the clusters
+        else:
+            if missing.any():
+                raise ValueError(f"column run (training run) is empty for some rows (checkpoints "
+                                 f"{sorted(map(str, out.loc[missing, 'checkpoint'].unique()))[:5]}): give every "
+                                 "row its run, or drop the column")
+            out["run"] = out["run"].map(str)
+            runs = out.groupby("checkpoint")["run"].nunique()
+            if (runs > 1).any():
+                c = runs.index[runs > 1][0]
+                raise ValueError(f"checkpoint {c!r} lies in several runs "
+                                 f"({sorted(out.loc[out['checkpoint'] == c, 'run'].unique())}): a base "
+                                 "checkpoint comes from one training run (column run)")
     return out.reset_index(drop=True)
 
 
@@ -594,7 +672,12 @@ class EmergenceLawResults:
     constant), ``nobs``, ``n_checkpoints``, ``D_values``, ``d0``,
     ``n_converged``/``n_starts`` (multi-start agreement), ``side_counts``
     (rows above/below the kink per D), ``data`` (the rows fitted, with
-    ``fitted``), ``warnings``.
+    ``fitted``), ``warnings``; ``verdict`` (:data:`EMERGENCE` or
+    :data:`NO_EMERGENCE`) and ``verdict_reason``, ``lr_flat`` with its
+    threshold ``lr_flat_threshold`` (see "Verdict" in the module docstring);
+    ``n_runs`` (runs, when the input has a ``run`` column: the bootstrap's
+    clusters); ``L_range`` (the losses fitted, the range beyond which
+    predictions are extrapolations).
     """
 
     kind: str
@@ -619,14 +702,68 @@ class EmergenceLawResults:
     n_boot_failed: int = 0
     warnings: list = field(default_factory=list)
     llf_flat: float = float("nan")
+    verdict: str = EMERGENCE
+    verdict_reason: str = ""
+    lr_flat_threshold: float = float("nan")
+    n_runs: Optional[int] = None
 
     @property
     def lr_flat(self) -> float:
         """``2 (llf - llf_flat)``: how much better the law fits than a flat line
-        at the floor (no emergence).  A measure, not a test: under ``A = 0``
-        the emergence point is not identified, so the usual chi2 reference
-        does not apply (Davies' problem)."""
+        at the floor (no emergence).  The verdict compares it (over the
+        dispersion, binomial with ``phi > 1``) with ``lr_flat_threshold``, the
+        95% point of chi2 with one df per parameter the flat line lacks; under
+        ``A = 0`` the emergence point is not identified, so that reference is
+        a rule of thumb (Davies' problem; see the module docstring)."""
         return 2.0 * (self.llf - self.llf_flat)
+
+    @property
+    def emerged(self) -> bool:
+        """Whether the data show an emergence point (``verdict == EMERGENCE``)."""
+        return self.verdict == EMERGENCE
+
+    @property
+    def L_range(self) -> tuple:
+        """(min, max) of the pretraining losses fitted, nats."""
+        L = self.data["L"].to_numpy(float)
+        return float(L.min()), float(L.max())
+
+    def _range_warning(self, values, labels) -> Optional[str]:
+        """A warning for the losses among ``values`` below the fitted range
+        (stronger checkpoints than any fitted: the law was never checked
+        there), saying how far below in nats and as a share of the fitted
+        loss span; None when none is."""
+        lo, hi = self.L_range
+        span = hi - lo
+        v = np.asarray(values, float)
+        below = np.isfinite(v) & (v < lo)
+        if not below.any():
+            return None
+        i = int(np.nanargmin(np.where(below, v, np.nan)))
+        gap = lo - float(v[i])
+        many = len(np.unique(v[below]))  # distinct values: a loss asked at several D counts once
+        what = labels[i] if many == 1 else f"{labels[i]} (the lowest of {many} below the range)"
+        return (f"extrapolation: {what} lies {gap:.4g} nats below the strongest fitted checkpoint "
+                f"(L = {lo:.4g}), {gap / span:.0%} of the fitted loss span ({lo:.4g} to {hi:.4g} nats, "
+                f"{span:.4g}); the law is untested there")
+
+    def _record(self, msgs) -> list:
+        """Add ``msgs`` to ``warnings`` (once each) and issue them."""
+        out = [m for m in msgs if m]
+        for m in out:
+            if m not in self.warnings:
+                self.warnings.append(m)
+            warnings.warn(m, UserWarning, stacklevel=3)
+        return out
+
+    def _e_mask(self) -> pd.Series:
+        """Parameters without an interval: those of E when there is no
+        emergence in range (E is then a nuisance value, set by a bound or
+        the noise)."""
+        idx = self.params.index
+        if self.emerged:
+            return pd.Series(False, index=idx)
+        return pd.Series([n in self._model.e_names for n in idx], index=idx)
 
     @property
     def _model(self) -> _Model:
@@ -639,13 +776,21 @@ class EmergenceLawResults:
 
     @property
     def bse(self) -> pd.Series:
+        """Bootstrap standard deviations (Wald without refits); NaN for the
+        parameters of E when there is no emergence in range."""
         if self.boot is not None and len(self.boot) > 1:
-            return self.boot[list(self.params.index)].std(ddof=1)
-        return pd.Series(np.sqrt(np.abs(np.diag(self.cov_params_))), index=self.params.index)
+            se = self.boot[list(self.params.index)].std(ddof=1)
+        else:
+            se = pd.Series(np.sqrt(np.abs(np.diag(self.cov_params_))), index=self.params.index)
+        return se.mask(self._e_mask())
 
     def conf_int(self, alpha: Optional[float] = None, method: str = "auto") -> pd.DataFrame:
         """Percentile bootstrap intervals (``method="bootstrap"``; the default
-        when there are refits) or quasi-likelihood Wald ones (``"wald"``)."""
+        when there are refits) or quasi-likelihood Wald ones (``"wald"``).
+        Without emergence in range (``verdict``) the parameters of E and any
+        interval of zero width (constant scores: every refit the same) are
+        NaN: a zero-width interval would claim a precision the data do not
+        have."""
         a = _check_level(self.alpha_ci if alpha is None else alpha)
         if method not in ("auto", "bootstrap", "wald"):
             raise ValueError(f"method must be 'auto', 'bootstrap' or 'wald', got {method!r}")
@@ -653,10 +798,15 @@ class EmergenceLawResults:
             raise ValueError("no bootstrap refits: fit with n_boot > 0")
         if method != "wald" and self.boot is not None and len(self.boot) >= 2:
             b = self.boot[list(self.params.index)]
-            return pd.DataFrame({"lower": b.quantile(a / 2), "upper": b.quantile(1 - a / 2)})
-        q = float(stats.norm.ppf(1 - a / 2))
-        se = pd.Series(np.sqrt(np.abs(np.diag(self.cov_params_))), index=self.params.index)
-        return pd.DataFrame({"lower": self.params - q * se, "upper": self.params + q * se})
+            ci = pd.DataFrame({"lower": b.quantile(a / 2), "upper": b.quantile(1 - a / 2)})
+        else:
+            q = float(stats.norm.ppf(1 - a / 2))
+            se = pd.Series(np.sqrt(np.abs(np.diag(self.cov_params_))), index=self.params.index)
+            ci = pd.DataFrame({"lower": self.params - q * se, "upper": self.params + q * se})
+        if not self.emerged:
+            drop = self._e_mask() | _zero_width(ci["lower"], ci["upper"])
+            ci = ci.mask(drop, other=np.nan)
+        return ci
 
     def _draws(self) -> Optional[np.ndarray]:
         if self.boot is None or len(self.boot) < 2:
@@ -666,7 +816,22 @@ class EmergenceLawResults:
     # --- emergence points -------------------------------------------------
     def emergence_loss(self, D=None, alpha: Optional[float] = None) -> pd.DataFrame:
         """``E(D)`` in nats with its interval (percentile bootstrap; delta-method
-        Wald without refits).  ``D`` >= 1; a curve fit has one ``E`` (D ignored)."""
+        Wald without refits) and the fit's ``verdict``.  ``D`` >= 1; a curve
+        fit has one ``E`` (D ignored).
+
+        Without emergence in range (``verdict == NO_EMERGENCE``) ``E``,
+        ``lower`` and ``upper`` are NaN: there is no emergence point to
+        report, only the verdict.  An ``E`` below the fitted losses (an
+        extrapolation, e.g. the few-shot ``E(D0)``) adds a warning to
+        ``warnings`` and to the frame's ``attrs["warnings"]``."""
+        out = self._emergence(D, alpha)
+        labels = [f"E = {e:.4g} nats" if self.kind == "curve" else f"E(D={d:g}) = {e:.4g} nats"
+                  for d, e in zip(out["D"], out["E"])]
+        out.attrs["warnings"] = self._record([self._range_warning(out["E"], labels)])
+        return out
+
+    def _emergence(self, D=None, alpha: Optional[float] = None) -> pd.DataFrame:
+        """:meth:`emergence_loss` without the range warning (the reports' use)."""
         a = _check_level(self.alpha_ci if alpha is None else alpha)
         m = self._model
         if self.kind == "curve":
@@ -683,7 +848,11 @@ class EmergenceLawResults:
         e = m.emergence(m.split(th)[2], u)[0]
         out = pd.DataFrame({"D": D, "E": e})
         draws = self._draws()
-        if draws is not None:
+        if not self.emerged:
+            # no emergence point: nothing to put an interval around (the
+            # covariance of an unidentified E is meaningless, often not PSD)
+            out[["E", "lower", "upper"]] = np.nan
+        elif draws is not None:
             eb = np.array([m.emergence(m.split(t)[2], u)[0] for t in draws])
             out["lower"] = np.quantile(eb, a / 2, axis=0)
             out["upper"] = np.quantile(eb, 1 - a / 2, axis=0)
@@ -694,14 +863,17 @@ class EmergenceLawResults:
             sd = np.sqrt(np.einsum("ij,jk,ik->i", de, cov, de))
             q = float(stats.norm.ppf(1 - a / 2))
             out["lower"], out["upper"] = e - q * sd, e + q * sd
+        out["verdict"] = self.verdict
         return out
 
     @property
     def few_shot(self) -> Optional[pd.Series]:
-        """``E(D0)`` with its interval, when ``d0`` was given (law fits)."""
+        """``E(D0)`` with its interval and the verdict, when ``d0`` was given
+        (law fits); NaN bounds (and ``E``) without emergence in range.  Its
+        extrapolation warning, if any, is in ``warnings`` from the fit on."""
         if self.kind != "law" or self.d0 is None:
             return None
-        return self.emergence_loss([self.d0]).iloc[0]
+        return self._emergence([self.d0]).iloc[0]
 
     # --- prediction -----------------------------------------------------
     def predict(self, L, D=None, interval: bool = True, alpha: Optional[float] = None) -> pd.DataFrame:
@@ -710,7 +882,21 @@ class EmergenceLawResults:
         percentile-bootstrap confidence band of the mean curve, not of a new
         checkpoint's scatter).  With the binomial likelihood ``perf`` is a
         probability and is clipped to [0, 1] (the linear part of the law is
-        unbounded)."""
+        unbounded).
+
+        A loss below the fitted range (``L_range``) is an extrapolation: a
+        warning (how far below, in nats and as a share of the fitted loss
+        span) goes to ``warnings`` and to the frame's ``attrs["warnings"]``.
+        Without emergence in range the band is NaN below the fitted losses
+        (the data do not say where the rise would start) and wherever it has
+        zero width."""
+        out = self._predict(L, D, interval, alpha)
+        labels = [f"L = {v:.4g}" for v in out["L"]]
+        out.attrs["warnings"] = self._record([self._range_warning(out["L"], labels)])
+        return out
+
+    def _predict(self, L, D=None, interval: bool = True, alpha: Optional[float] = None) -> pd.DataFrame:
+        """:meth:`predict` without the range warning (plots, whose axis runs past the data)."""
         a = _check_level(self.alpha_ci if alpha is None else alpha)
         L = np.atleast_1d(np.asarray(L, float))
         if np.any(~np.isfinite(L)):
@@ -733,6 +919,9 @@ class EmergenceLawResults:
             pb = clip(np.array([m.mean(t, L, u) for t in draws]))
             out["lower"] = np.quantile(pb, a / 2, axis=0)
             out["upper"] = np.quantile(pb, 1 - a / 2, axis=0)
+            if not self.emerged:
+                drop = (out["L"] < self.L_range[0]) | _zero_width(out["lower"], out["upper"])
+                out.loc[drop, ["lower", "upper"]] = np.nan
         return out
 
     # --- reporting ------------------------------------------------------
@@ -751,7 +940,11 @@ class EmergenceLawResults:
         ]
         if self.kind == "law":
             lines.append(f"D values: {[int(d) if float(d).is_integer() else d for d in self.D_values]}")
-        lines.append(f"log-likelihood gain over a flat line (no emergence): 2*dllf = {self.lr_flat:.4g}")
+        lines.append(f"log-likelihood gain over a flat line (no emergence): 2*dllf = {self.lr_flat:.4g}   "
+                     f"(emergence needs > {self.lr_flat_threshold:.3g})")
+        lines.append(f"verdict: {self.verdict}" + (f": {self.verdict_reason}" if self.verdict_reason else ""))
+        if self.n_runs is not None:
+            lines.append(f"runs: {self.n_runs}")
         lines.append(f"{disp}: {self.dispersion:.4g}   starts at the optimum: {self.n_converged}/{self.n_starts}"
                      + (f"   failed refits: {self.n_boot_failed}" if self.boot is not None else ""))
         if self.floor is not None:
@@ -762,8 +955,13 @@ class EmergenceLawResults:
             lines.append(f"{name:<8}{self.params[name]:>12.5g}{self.bse[name]:>12.4g}"
                          f"{ci.loc[name, 'lower']:>16.5g}{ci.loc[name, 'upper']:>12.5g}")
         lines.append("-" * 72)
-        if self.kind == "law":
-            em = self.emergence_loss(self.D_values)
+        if not self.emerged:
+            # no point with an interval: the fitted kink is a nuisance value
+            what = "E(D) (and E(D0))" if self.kind == "law" else "emergence point E"
+            lines.append(f"{what}: none, {self.verdict} (losses {self.L_range[0]:.4f} to "
+                         f"{self.L_range[1]:.4f} nats)")
+        elif self.kind == "law":
+            em = self._emergence(self.D_values)
             for r in em.itertuples():
                 lines.append(f"E(D={r.D:g}) = {r.E:.4f} nats  [{r.lower:.4f}, {r.upper:.4f}]")
             fs = self.few_shot
@@ -771,7 +969,7 @@ class EmergenceLawResults:
                 lines.append(f"few-shot emergence E(D0={self.d0:g}) = {fs['E']:.4f} nats  "
                              f"[{fs['lower']:.4f}, {fs['upper']:.4f}]")
         else:
-            em = self.emergence_loss().iloc[0]
+            em = self._emergence().iloc[0]
             lines.append(f"emergence point E = {em['E']:.4f} nats  [{em['lower']:.4f}, {em['upper']:.4f}]")
         for w in self.warnings:
             lines.append(f"warning: {w}")
@@ -800,6 +998,11 @@ class EmergenceLawResults:
             "dispersion": _jf(self.dispersion),
             "llf": _jf(self.llf),
             "lr_flat": _jf(self.lr_flat),
+            "lr_flat_threshold": _jf(self.lr_flat_threshold),
+            "verdict": self.verdict,
+            "verdict_reason": self.verdict_reason,
+            "L_range": [float(v) for v in self.L_range],
+            "n_runs": self.n_runs,
             "nobs": int(self.nobs),
             "n_checkpoints": int(self.n_checkpoints),
             "n_starts": int(self.n_starts),
@@ -809,14 +1012,26 @@ class EmergenceLawResults:
         }
         if self.kind == "law":
             d["D_values"] = [float(v) for v in self.D_values]
-            d["emergence"] = [{k: _jf(v) for k, v in r.items()}
-                              for r in self.emergence_loss(self.D_values).to_dict("records")]
+            d["emergence"] = [_jrec(r) for r in self._emergence(self.D_values).to_dict("records")]
             d["d0"] = None if self.d0 is None else float(self.d0)
             fs = self.few_shot
-            d["few_shot_emergence"] = None if fs is None else {k: _jf(v) for k, v in fs.items()}
+            d["few_shot_emergence"] = None if fs is None else _jrec(fs.to_dict())
         else:
-            d["emergence"] = {k: _jf(v) for k, v in self.emergence_loss().iloc[0].items() if k != "D"}
+            d["emergence"] = {k: v for k, v in _jrec(self._emergence().iloc[0].to_dict()).items() if k != "D"}
         return d
+
+
+def _zero_width(lower, upper):
+    """Whether each interval is a point up to rounding (refits that all return
+    the same value, within the optimiser's tolerance), or not finite."""
+    lo, hi = np.asarray(lower, float), np.asarray(upper, float)
+    with np.errstate(invalid="ignore"):
+        return ~(hi - lo > 1e-7 * (1.0 + np.abs(lo) + np.abs(hi)))
+
+
+def _jrec(rec: dict) -> dict:
+    """A record for JSON: numbers as floats (None for NaN), text as is (the verdict)."""
+    return {k: v if isinstance(v, str) else _jf(v) for k, v in rec.items()}
 
 
 def _check_level(alpha) -> float:
@@ -963,34 +1178,48 @@ def _fit(df, *, kind, tau, floor, likelihood, n_starts, n_boot, bootstrap, d0, a
     side = side.groupby("D", sort=True).agg(pre=("pre", "sum"), post=("post", "sum")).reset_index()
     side["pre"] = side["pre"].astype(int)
     side["post"] = side["post"].astype(int)
-    if (side["post"] == 0).all():
-        notes.append("no row lies past the fitted kink (every checkpoint is pre-emergence at every D): "
-                     "the emergence point is not identified by these data")
+    llf_flat = -_flat_objective(data, likelihood, model.floor)
+    verdict, reason, lr_thr = _verdict(data, side, kind, likelihood, -fun, llf_flat, disp, len(model.e_names) + 1)
+    if verdict == NO_EMERGENCE:
+        notes.append(f"{NO_EMERGENCE}: {reason}; no emergence point is reported (E and its interval are NaN)")
     elif kind == "law" and (side["post"] == 0).any():
         notes.append(f"no row past the kink at D = {side.loc[side['post'] == 0, 'D'].tolist()}: "
                      "E there comes from the law alone")
     if (side["pre"] == 0).all() and floor is None:
         notes.append("no row before the kink: the floor B and the emergence point trade off")
     ckpts = d["checkpoint"].unique()
+    # The bootstrap's clusters: whole runs when the input says which run each
+    # checkpoint comes from (its checkpoints share the run's data order and
+    # seed), else whole checkpoints.
+    by_run = "run" in d.columns
+    unit = "run" if by_run else "checkpoint"
+    if bootstrap == "run" and not by_run:
+        raise ValueError("bootstrap='run' resamples training runs: it needs a column run (the run each "
+                         "checkpoint comes from)")
+    if bootstrap == "checkpoint" and by_run:
+        bootstrap = "run"  # checkpoints of one run are not independent: resample them together
+    if bootstrap == "run" and d["run"].nunique() < 2 and n_boot > 0:
+        raise ValueError(f"a bootstrap over runs needs >= 2 runs, the data have 1 ({d['run'].iloc[0]!r}): every "
+                         "resample would be the data themselves (a zero-width interval); use "
+                         "bootstrap='parametric' (or 'auto')")
     if bootstrap == "auto":
-        ck = d["checkpoint"].to_numpy()
-        n_post = len(set(ck[data.L < e_rows]))
-        n_pre = len(set(ck[data.L > e_rows]))
-        bootstrap = ("checkpoint" if len(ckpts) >= _MIN_CKPT_CLUSTER_BOOT and min(n_pre, n_post) >= _MIN_CKPT_SIDE
-                     else "parametric")
+        cl = d[unit].to_numpy()
+        n_post = len(set(cl[data.L < e_rows]))
+        n_pre = len(set(cl[data.L > e_rows]))
+        cluster_ok = len(set(cl)) >= _MIN_CKPT_CLUSTER_BOOT and min(n_pre, n_post) >= _MIN_CKPT_SIDE
+        bootstrap = unit if cluster_ok else "parametric"
     boot_df, n_fail = None, 0
     if n_boot > 0 and bootstrap != "none":
         boot_df, n_fail = _bootstrap(d, model, data, likelihood, theta, disp, bootstrap, int(n_boot),
                                      seed, progress)
         if n_fail > 0.1 * n_boot:
             notes.append(f"{n_fail} of {n_boot} bootstrap refits failed; the intervals condition on success")
-    for w in notes:
-        warnings.warn(w, UserWarning, stacklevel=3)
     fitted = d.assign(fitted=np.clip(mu, 0, 1) if likelihood == "binomial" else mu)
-    return EmergenceLawResults(
+    res = EmergenceLawResults(
         kind=kind, params=pd.Series(theta, index=model.names), cov_params_=cov, likelihood=likelihood,
-        tau=float(tau), floor=model.floor, dispersion=disp, llf=-fun,
-        llf_flat=-_flat_objective(data, likelihood, model.floor),
+        tau=float(tau), floor=model.floor, dispersion=disp, llf=-fun, llf_flat=llf_flat,
+        verdict=verdict, verdict_reason=reason, lr_flat_threshold=lr_thr,
+        n_runs=int(d["run"].nunique()) if by_run else None,
         nobs=len(d),
         n_checkpoints=len(ckpts),
         D_values=sorted(d["D"].unique().tolist()) if kind == "law" else [],
@@ -998,16 +1227,49 @@ def _fit(df, *, kind, tau, floor, likelihood, n_starts, n_boot, bootstrap, d0, a
         d0=None if d0 is None or kind != "law" else float(d0), alpha_ci=alpha_ci, boot=boot_df,
         bootstrap=bootstrap if boot_df is not None else "none", n_boot_failed=n_fail, warnings=notes,
     )
+    fs = res.few_shot
+    if fs is not None:  # the forecast itself is usually an extrapolation: say how far
+        w = res._range_warning([fs["E"]], [f"E(D0={res.d0:g}) = {fs['E']:.4g} nats"])
+        if w:
+            notes.append(w)
+    for w in notes:
+        warnings.warn(w, UserWarning, stacklevel=3)
+    return res
+
+
+def _verdict(data, side, kind, likelihood, llf, llf_flat, disp, df_lr):
+    """(verdict, reason, threshold of lr_flat): see "Verdict" in the module docstring."""
+    thr = float(stats.chi2.ppf(1 - _LR_LEVEL, df_lr))
+    y = data.y
+    if float(np.ptp(y)) <= 1e-12 * max(1.0, float(np.max(np.abs(y)))):
+        return NO_EMERGENCE, f"every score is {y[0]:.6g}: constant scores have no emergence point", thr
+    lo, hi = float(data.L.min()), float(data.L.max())
+    if (side["post"] == 0).all():
+        where = " at any D" if kind == "law" else ""
+        return (NO_EMERGENCE, f"no checkpoint lies past the fitted kink{where}: the scores do not rise above "
+                f"their floor within the losses fitted ({lo:.4g} to {hi:.4g} nats)", thr)
+    lr = 2.0 * (llf - llf_flat)
+    # binomial with extra-binomial scatter: the deviance difference over phi,
+    # as for any quasi-likelihood comparison
+    scale = max(1.0, disp) if likelihood == "binomial" and np.isfinite(disp) else 1.0
+    stat = lr / scale
+    if not stat > thr:
+        how = f"2*dllf = {lr:.3g}" + (f" / dispersion {scale:.3g} = {stat:.3g}" if scale > 1 else "")
+        return (NO_EMERGENCE, f"the law fits no better than a flat line at the floor: {how} <= {thr:.3g}, "
+                f"the 95% point of chi2({df_lr})", thr)
+    return EMERGENCE, "", thr
 
 
 def _bootstrap(d, model, data, likelihood, theta, disp, how, n_boot, seed, progress):
     from tqdm.auto import tqdm
 
     rng = np.random.default_rng(seed)
-    groups = [np.flatnonzero(d["checkpoint"].to_numpy() == c) for c in d["checkpoint"].unique()]
+    # clusters resampled whole: runs (how == "run") or checkpoints
+    key = d["run" if how == "run" else "checkpoint"].to_numpy()
+    groups = [np.flatnonzero(key == c) for c in pd.unique(key)]
     rows, n_fail = [], 0
     for _ in tqdm(range(n_boot), desc=f"{how} bootstrap", disable=not progress, leave=False):
-        if how == "checkpoint":
+        if how in ("checkpoint", "run"):
             pick = rng.integers(0, len(groups), size=len(groups))
             idx = np.concatenate([groups[i] for i in pick])
             sub = data.take(idx)
@@ -1040,9 +1302,13 @@ def fit_emergence_law(df: pd.DataFrame, *, d0: Optional[float] = None, tau: floa
     ``d0``: the few-shot limit (>= 1) at which ``E(D0)`` is reported.
     ``tau``: softplus temperature in nats.  ``floor``: fix B (e.g. chance
     accuracy).  ``likelihood``: "auto", "binomial" or "gaussian".
-    ``bootstrap``: "auto" (checkpoints when >= 20, else parametric),
-    "checkpoint", "parametric" or "none"; ``n_boot`` refits, seeded by
-    ``seed``; ``progress`` shows a tqdm bar.
+    ``bootstrap``: "auto" (clusters when >= 20 with >= 4 on each side of
+    the kink, else parametric), "checkpoint", "run", "parametric" or "none";
+    with a column ``run`` the clusters are runs (all checkpoints of a run
+    drawn together; "checkpoint" then means "run"); ``n_boot`` refits,
+    seeded by ``seed``; ``progress`` shows a tqdm bar.  The results carry a
+    ``verdict`` (see the module docstring): without emergence in range there
+    is no emergence point, and ``emergence_loss``/``few_shot`` are NaN.
     """
     return _fit(df, kind="law", tau=tau, floor=floor, likelihood=likelihood, n_starts=n_starts,
                 n_boot=n_boot, bootstrap=bootstrap, d0=d0, alpha_ci=alpha_ci, seed=seed, progress=progress)
@@ -1072,6 +1338,8 @@ def calibrate_d0(fit: EmergenceLawResults, emergence_loss: float) -> float:
     ``k = 0``."""
     if fit.kind != "law":
         raise ValueError("calibrate_d0 needs a law fit (fit_emergence_law)")
+    if not fit.emerged:
+        raise ValueError(f"the law fit shows {NO_EMERGENCE} ({fit.verdict_reason}): no E(D) to calibrate against")
     k, alpha, C = (float(fit.params[n]) for n in ("k", "alpha", "C"))
     e = float(emergence_loss)
     if not math.isfinite(e):
@@ -1090,13 +1358,21 @@ class EmergenceBacktest:
     ``E(D0)`` with the emergence point of the observed few-shot curve.
 
     ``error_nats = predicted - observed`` (positive: emergence predicted at a
-    higher loss, i.e. earlier, than it happened).  ``lead_loss``: how far the
-    loss still had to fall from the strongest checkpoint used to the observed
-    emergence point (nats).  ``lead_flops_ratio``: pretraining FLOPs at the
-    observed emergence point (log-linear interpolation of FLOPs against loss
-    over the checkpoints) over the FLOPs of the strongest checkpoint used;
-    None without a flops column or when the point lies outside the
-    checkpoints' losses.
+    higher loss, i.e. earlier, than it happened); ``covered``: whether the
+    observed point lies in the predicted interval.  ``lead_loss``: how far
+    the loss still had to fall from the strongest checkpoint used to the
+    observed emergence point (nats).  ``lead_flops_ratio``: pretraining FLOPs
+    at the observed emergence point (log-linear interpolation of FLOPs
+    against loss over the checkpoints) over the FLOPs of the strongest
+    checkpoint used; None without a flops column or when the point lies
+    outside the checkpoints' losses.
+
+    ``verdict``: :data:`EMERGENCE` when the few-shot curve shows its
+    emergence point and the law fitted before it shows one too; else
+    :data:`NO_EMERGENCE` with ``verdict_reason``.  Then there is nothing to
+    compare: ``error_nats``, ``covered`` and ``lead_loss`` are None and
+    ``observed``/``predicted`` NaN where missing (a flat few-shot curve has no
+    emergence point to score the prediction against).
     """
 
     cutoff: float
@@ -1108,40 +1384,59 @@ class EmergenceBacktest:
     observed_interval: tuple
     predicted: float
     predicted_interval: tuple
-    error_nats: float
-    covered: bool
-    lead_loss: float
+    error_nats: Optional[float]
+    covered: Optional[bool]
+    lead_loss: Optional[float]
     lead_flops_ratio: Optional[float]
     predicted_flops: Optional[float]
     observed_flops: Optional[float]
+    verdict: str = EMERGENCE
+    verdict_reason: str = ""
 
     def summary(self) -> str:
-        how = "detected (few-shot emergence point)" if self.cutoff_detected else "given"
+        if math.isfinite(self.cutoff):
+            how = "detected (few-shot emergence point)" if self.cutoff_detected else "given"
+            cut = f"cutoff L > {self.cutoff:.4f} nats ({how})"
+        else:
+            cut = "cutoff: none (no few-shot emergence in range: every checkpoint used)"
+
+        def point(v, iv):
+            if not math.isfinite(v):
+                return "none (no emergence in range)"
+            return f"{v:.4f} nats  [{iv[0]:.4f}, {iv[1]:.4f}]"
+
         lines = [
             "Emergence backtest: law fitted on pre-emergence checkpoints only",
             "=" * 72,
-            f"cutoff L > {self.cutoff:.4f} nats ({how}); checkpoints used: {len(self.checkpoints_used)}",
-            f"observed few-shot emergence: {self.observed:.4f} nats  "
-            f"[{self.observed_interval[0]:.4f}, {self.observed_interval[1]:.4f}]",
-            f"predicted E(D0={self.law.d0:g}):        {self.predicted:.4f} nats  "
-            f"[{self.predicted_interval[0]:.4f}, {self.predicted_interval[1]:.4f}]",
-            f"error: {self.error_nats:+.4f} nats ({'inside' if self.covered else 'outside'} the interval)",
-            f"lead: the strongest checkpoint used is {self.lead_loss:.4f} nats of pretraining loss above "
-            "the observed emergence point",
+            f"{cut}; checkpoints used: {len(self.checkpoints_used)}",
+            f"observed few-shot emergence: {point(self.observed, self.observed_interval)}",
+            f"predicted E(D0={self.law.d0:g}):        {point(self.predicted, self.predicted_interval)}",
+            f"verdict: {self.verdict}" + (f": {self.verdict_reason}" if self.verdict_reason else ""),
         ]
-        if self.lead_flops_ratio is not None:
-            lines.append(f"      which took {self.lead_flops_ratio:.3g}x its pretraining FLOPs to reach")
+        if self.error_nats is None:
+            lines.append("error, coverage: not scored (nothing to compare)")
+        else:
+            lines.append(f"error: {self.error_nats:+.4f} nats "
+                         f"({'inside' if self.covered else 'outside'} the interval)")
+        if self.lead_loss is not None:
+            lines.append(f"lead: the strongest checkpoint used is {self.lead_loss:.4f} nats of pretraining loss "
+                         "above the observed emergence point")
+            if self.lead_flops_ratio is not None:
+                lines.append(f"      which took {self.lead_flops_ratio:.3g}x its pretraining FLOPs to reach")
         lines.append("=" * 72)
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
         return {
-            "cutoff": float(self.cutoff), "cutoff_detected": bool(self.cutoff_detected),
+            "cutoff": _jf(self.cutoff), "cutoff_detected": bool(self.cutoff_detected),
             "checkpoints_used": [str(c) for c in self.checkpoints_used],
+            "verdict": self.verdict, "verdict_reason": self.verdict_reason,
             "observed": _jf(self.observed), "observed_interval": [_jf(v) for v in self.observed_interval],
             "predicted": _jf(self.predicted), "predicted_interval": [_jf(v) for v in self.predicted_interval],
-            "d0": float(self.law.d0), "error_nats": _jf(self.error_nats), "covered": bool(self.covered),
-            "lead_loss": _jf(self.lead_loss),
+            "d0": float(self.law.d0),
+            "error_nats": None if self.error_nats is None else _jf(self.error_nats),
+            "covered": None if self.covered is None else bool(self.covered),
+            "lead_loss": None if self.lead_loss is None else _jf(self.lead_loss),
             "lead_flops_ratio": None if self.lead_flops_ratio is None else _jf(self.lead_flops_ratio),
             "observed_flops": None if self.observed_flops is None else _jf(self.observed_flops),
             "predicted_flops": None if self.predicted_flops is None else _jf(self.predicted_flops),
@@ -1174,6 +1469,13 @@ def backtest_emergence(df: pd.DataFrame, *, d0: float, cutoff: Optional[float] =
     few-shot), and its ``E(d0)`` is compared with the observed point.
     ``fit_kwargs`` (tau, floor, likelihood, n_boot, bootstrap, seed, ...) go
     to both fits.
+
+    When the few-shot curve shows no emergence in range (a flat curve:
+    nothing has emerged, so every checkpoint is used unless ``cutoff`` is
+    given) or the law fitted before the cutoff shows none, the result's
+    ``verdict`` says so and there is no error or coverage (None): a
+    prediction cannot be scored against an emergence point that was not
+    observed.
     """
     d = _validate(df, need_d=True)
     few = d[d["D"] == 0]
@@ -1181,21 +1483,36 @@ def backtest_emergence(df: pd.DataFrame, *, d0: float, cutoff: Optional[float] =
         raise ValueError(f"the backtest needs few-shot rows (D = 0) for >= 3 checkpoints to locate the observed "
                          f"emergence point; got {few['checkpoint'].nunique()}")
     fs = fit_emergence_curve(few, **fit_kwargs)
-    obs = fs.emergence_loss().iloc[0]
-    detected = cutoff is None
-    cut = float(obs["E"]) if detected else float(cutoff)
+    obs = fs._emergence().iloc[0]
     ck = d.groupby("checkpoint", sort=False).agg(L=("L", "first"),
                                                  **({"flops": ("flops", "first")} if "flops" in d.columns else {}))
-    used = ck.index[ck["L"] > cut].tolist()
+    detected = cutoff is None and fs.emerged
+    if cutoff is not None:
+        cut = float(cutoff)
+        used = ck.index[ck["L"] > cut].tolist()
+    elif fs.emerged:
+        cut = float(obs["E"])
+        used = ck.index[ck["L"] > cut].tolist()
+    else:
+        # no few-shot emergence in range: no checkpoint has emerged, all are "before" it
+        cut = float("nan")
+        used = ck.index.tolist()
     train = d[d["checkpoint"].isin(used) & (d["D"] > 0)]
     if train["checkpoint"].nunique() < 2:
         raise ValueError(f"fewer than 2 checkpoints with L > cutoff {cut:.4g} have finetuned rows: "
                          f"{used}; nothing to fit the law on")
     law = fit_emergence_law(train, d0=d0, **fit_kwargs)
     pred = law.few_shot
+    if not fs.emerged:
+        verdict, reason = NO_EMERGENCE, f"the observed few-shot curve: {fs.verdict_reason}"
+    elif not law.emerged:
+        verdict, reason = NO_EMERGENCE, f"the law fitted on the checkpoints before the cutoff: {law.verdict_reason}"
+    else:
+        verdict, reason = EMERGENCE, ""
+    scored = verdict == EMERGENCE
     strongest = float(ck.loc[used, "L"].min())
-    f_obs = _flops_at(float(obs["E"]), ck.reset_index())
-    f_pred = _flops_at(float(pred["E"]), ck.reset_index())
+    f_obs = _flops_at(float(obs["E"]), ck.reset_index()) if fs.emerged else None
+    f_pred = _flops_at(float(pred["E"]), ck.reset_index()) if law.emerged else None
     f_used = None
     if "flops" in ck.columns:
         fu = ck.loc[used, "flops"].dropna()
@@ -1205,8 +1522,8 @@ def backtest_emergence(df: pd.DataFrame, *, d0: float, cutoff: Optional[float] =
         cutoff=cut, cutoff_detected=detected, checkpoints_used=used, fewshot=fs, law=law,
         observed=float(obs["E"]), observed_interval=(float(obs["lower"]), float(obs["upper"])),
         predicted=float(pred["E"]), predicted_interval=(float(pred["lower"]), float(pred["upper"])),
-        error_nats=float(pred["E"] - obs["E"]),
-        covered=bool(pred["lower"] <= obs["E"] <= pred["upper"]),
-        lead_loss=strongest - float(obs["E"]), lead_flops_ratio=ratio,
-        predicted_flops=f_pred, observed_flops=f_obs,
+        error_nats=float(pred["E"] - obs["E"]) if scored else None,
+        covered=bool(pred["lower"] <= obs["E"] <= pred["upper"]) if scored else None,
+        lead_loss=strongest - float(obs["E"]) if fs.emerged else None, lead_flops_ratio=ratio,
+        predicted_flops=f_pred, observed_flops=f_obs, verdict=verdict, verdict_reason=reason,
     )

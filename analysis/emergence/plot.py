@@ -15,7 +15,10 @@ def plot_emergence(table: pd.DataFrame, fit, path: str | Path, *, fewshot=None, 
     few-shot, black), the fitted curve per D, the law extrapolated to the
     few-shot limit D0 (dashed, with its 95% bootstrap band) and E(D0) with its
     interval; the observed few-shot curve when ``fewshot`` is given; the
-    backtest's cutoff when ``backtest`` is given."""
+    backtest's cutoff when ``backtest`` is given.  Without emergence in range
+    (the fit's verdict) there is no E(D0) to mark: the verdict goes in the
+    legend instead.  The axis runs past the data, so the curves are drawn
+    without the fit's extrapolation warnings (the reports carry those)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,24 +41,27 @@ def plot_emergence(table: pd.DataFrame, fit, path: str | Path, *, fewshot=None, 
         rows = table[table["D"] == D]
         ax.plot(rows["L"], rows["perf"], "o", color=col, ms=4, alpha=0.8)
         if fit.kind == "law":
-            pred = fit.predict(grid, D=D, interval=False)
+            pred = fit._predict(grid, D=D, interval=False)
             ax.plot(grid, pred["perf"], "-", color=col, lw=1.4, label=f"D = {D:g}")
     few = table[table["D"] == 0]
     if len(few):
         ax.plot(few["L"], few["perf"], "s", color="k", ms=4, label="few-shot (D = 0), observed")
     if fewshot is not None:
-        fp = fewshot.predict(grid, interval=False)
+        fp = fewshot._predict(grid, interval=False)
         ax.plot(grid, fp["perf"], ":", color="k", lw=1.2, label="few-shot, fitted curve")
     if fs is not None:
-        pred = fit.predict(grid, D=fit.d0, interval=True)
+        pred = fit._predict(grid, D=fit.d0, interval=True)
         ax.plot(grid, pred["perf"], "--", color="C3", lw=1.6, label=f"law at D0 = {fit.d0:g} (extrapolated)")
         if "lower" in pred:
             ax.fill_between(grid, pred["lower"], pred["upper"], color="C3", alpha=0.12)
-        ax.axvline(fs["E"], color="C3", lw=1.0)
+        if np.isfinite(fs["E"]):
+            ax.axvline(fs["E"], color="C3", lw=1.0)
+        else:
+            ax.plot([], [], " ", label=f"E(D0): none ({fit.verdict})")
         if np.isfinite(fs.get("lower", np.nan)):
             ax.axvspan(max(fs["lower"], grid.min()), min(fs["upper"], grid.max()), color="C3", alpha=0.10,
                        label=f"E(D0) = {fs['E']:.3f} [{fs['lower']:.3f}, {fs['upper']:.3f}]")
-    if backtest is not None:
+    if backtest is not None and np.isfinite(backtest.cutoff):
         ax.axvline(backtest.cutoff, color="0.4", lw=1.0, ls="-.", label=f"backtest cutoff L = {backtest.cutoff:.3f}")
     ax.set_xlim(grid.max(), grid.min())  # stronger checkpoints (lower loss) to the right
     ax.set_xlabel("pretraining loss L of the base checkpoint (nats)")

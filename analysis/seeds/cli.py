@@ -25,6 +25,14 @@ Where each run's size and seed come from:
 Runs with several checkpoints (a ``step`` column): ``--step S`` takes step S;
 without it each (size, seed) keeps its last step, with a note.
 
+A score that is not a number (a JSON string ``"0.41"`` or ``"n/a"``, null,
+true/false) where an lm-eval results file should hold the chosen metric is an
+error naming the run (model, seed, size, file): the reader of results files
+skips non-numbers (aliases and the like), which would otherwise drop the run
+from the analysis without a word.  In tables, a score that is not a number is
+an error naming FILE:LINE (:mod:`analysis.ingest.tables`); numbers written as
+text there ("0.41" in a CSV) are numbers.
+
 The manifest (CSV or YAML, see :func:`analysis.ingest.read_manifest`) is keyed
 by the model name lm-eval records: the ``pretrained=`` of ``--model_args``
 (with ``@revision`` when one is given).
@@ -34,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -55,6 +64,109 @@ def _pick(available: list[str], wanted: str | None, what: str, task: str) -> str
     raise ValueError(f"task {task!r} has several {what}s {available}: choose one with --{what}")
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _lm_eval_files(paths) -> list[Path]:
+    """The JSON files :func:`analysis.ingest.load` reads as lm-eval output:
+    ``*.json`` below directories, and JSON files named directly (tables are
+    other suffixes, or a JSON list, which has no ``results``)."""
+    out = []
+    for p in [paths] if isinstance(paths, (str, Path)) else paths:
+        p = Path(p)
+        if p.is_dir():
+            out.extend(f for f in sorted(p.rglob("*.json")) if f.is_file())
+        elif p.is_file() and p.name.lower().endswith(".json"):
+            out.append(p)
+    return out
+
+
+def _non_numeric_scores(paths) -> list[dict]:
+    """Every metric value in the lm-eval results files under ``paths`` that is
+    not a JSON number: dicts with model, task, metric, filter, value, file,
+    n_params.  The results reader skips such values (it cannot tell a
+    malformed score from an alias); the caller decides which ones matter.
+    Files that are not readable results are left to the reader to report."""
+    from ..ingest import detect_format, model_name
+
+    found = []
+    for f in _lm_eval_files(paths):
+        try:
+            with open(f, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        try:
+            fmt = detect_format(data, f)
+        except ValueError:
+            continue
+        if fmt is None:
+            continue
+        config = data.get("config") if isinstance(data.get("config"), dict) else {}
+        n_params = config.get("model_num_parameters")
+        n_params = float(n_params) if _is_number(n_params) else math.nan
+        try:
+            model = model_name(data, f)
+        except (ValueError, KeyError, TypeError):
+            model = f.parent.name
+        sections = dict(data.get("groups") or {}) if fmt == "v0.4" else {}
+        sections.update(data.get("results") or {})
+        for task, metrics in sections.items():
+            if not isinstance(metrics, dict):
+                continue
+            for key, v in metrics.items():
+                if _is_number(v):
+                    continue
+                if fmt == "v0.4":
+                    if "," not in str(key):
+                        continue  # "alias" and other labels: metrics are "metric,filter" in v0.4
+                    metric, _, filt = str(key).partition(",")
+                else:
+                    if key == "alias":
+                        continue
+                    metric, filt = str(key), "none"
+                if metric.endswith("_stderr"):
+                    continue  # "N/A" stderrs are lm-eval's way of saying none
+                found.append({"model": model, "task": str(task), "metric": metric, "filter": filt or "none",
+                              "value": v, "file": str(f), "n_params": n_params})
+    return found
+
+
+def _non_numeric_error(bad: list[dict], man: pd.DataFrame | None, what: str) -> ValueError:
+    """A ValueError listing the runs in ``bad`` by model, seed, size and file."""
+    from .distributions import parse_seed
+
+    def lookup(model, col):
+        if man is None or col not in man.columns:
+            return None
+        v = man.drop_duplicates("model").set_index("model")[col].get(model)
+        return None if v is None or pd.isna(v) else v
+
+    lines = []
+    for b in bad[:20]:
+        seed = lookup(b["model"], "seed")
+        seed = parse_seed(b["model"]) if seed is None else seed
+        if isinstance(seed, float) and seed.is_integer():
+            seed = int(seed)  # the manifest's numbers are floats; a seed is a label
+        n = lookup(b["model"], "N")
+        n = b["n_params"] if n is None else n
+        who = ", ".join(x for x in (f"seed {seed}" if seed is not None else "no seed found",
+                                    f"N {float(n):g}" if n is not None and not pd.isna(n) else None) if x)
+        v = b["value"]
+        kind = ("a JSON string" if isinstance(v, str) else "JSON null" if v is None
+                else "JSON true/false" if isinstance(v, bool) else f"a JSON {type(v).__name__}")
+        lines.append(f"  {b['model']} ({who}): {b['metric']},{b['filter']} = "
+                     f"{'null' if v is None else json.dumps(v)} ({kind}) in {b['file']}")
+    if len(bad) > 20:
+        lines.append(f"  ... and {len(bad) - 20} more")
+    return ValueError(f"{what} is not a number in {len(bad)} run(s); lm-eval writes scores as JSON numbers, "
+                      "and a run is not left out silently: fix these results files or remove the runs:\n"
+                      + "\n".join(lines))
+
+
 def load_seed_runs(paths, manifest=None, *, task: str | None = None, metric: str | None = None,
                    filt: str | None = None, x: str = "N", step: float | None = None,
                    notes: list | None = None) -> pd.DataFrame:
@@ -67,28 +179,43 @@ def load_seed_runs(paths, manifest=None, *, task: str | None = None, metric: str
     each may be left out when the inputs hold only one choice.  ``step``: the
     checkpoint step to use where the runs have a ``step`` column (default: each
     (size, seed)'s last step, said in ``notes``).  Raises ValueError (naming
-    the models and files) for runs without a seed or size, and
-    FileNotFoundError when there are no results.
+    the models and files) for runs without a seed or size and for runs whose
+    lm-eval score of the chosen metric is not a number (a JSON string such
+    as "0.41"), and FileNotFoundError when there are no results.
     """
     from ..ingest import load, read_manifest, with_x
     from .distributions import parse_seed
 
-    res = load(paths, manifest, kind="scores")
-    tasks = sorted(res["task"].unique())
+    man = read_manifest(manifest) if manifest is not None and not isinstance(manifest, pd.DataFrame) \
+        else manifest
+    # Scores lm-eval's reader skips as "not a metric": they count as present
+    # (so a metric held only as text is still a choice to be made, not replaced
+    # by another one), and choosing one is an error naming the runs.
+    bad = _non_numeric_scores(paths)
+    try:
+        res = load(paths, manifest, kind="scores")
+    except FileNotFoundError:
+        if bad:
+            raise _non_numeric_error(bad, man, "a score") from None
+        raise
+    tasks = sorted(set(res["task"]) | {b["task"] for b in bad})
     task = _pick(tasks, task, "task", "<results>") if task is not None or len(tasks) == 1 else None
     if task is None:
         raise ValueError(f"the results hold several tasks {tasks}: choose one with --task")
     d = res[res["task"] == task]
-    metric = _pick(sorted(d["metric"].unique()), metric, "metric", task)
+    bad = [b for b in bad if b["task"] == task]
+    metric = _pick(sorted(set(d["metric"]) | {b["metric"] for b in bad}), metric, "metric", task)
     d = d[d["metric"] == metric]
-    filt = _pick(sorted(d["filter"].fillna("none").unique()), filt, "filter", task)
+    bad = [b for b in bad if b["metric"] == metric]
+    filt = _pick(sorted(set(d["filter"].fillna("none")) | {b["filter"] for b in bad}), filt, "filter", task)
+    bad = [b for b in bad if b["filter"] == filt]
+    if bad:
+        raise _non_numeric_error(bad, man, f"task {task!r}: the score of {metric!r} (filter {filt!r})")
     d = d[d["filter"].fillna("none") == filt].reset_index(drop=True)
     if "num_fewshot" in d.columns and d["num_fewshot"].dropna().nunique() > 1:
         raise ValueError(f"task {task!r}, metric {metric!r}: runs with different num_fewshot "
                          f"{sorted(map(str, d['num_fewshot'].dropna().unique()))}: analyse them separately")
     d = with_x(d, x)
-    man = read_manifest(manifest) if manifest is not None and not isinstance(manifest, pd.DataFrame) \
-        else manifest
     man_seed = man.set_index("model")["seed"] if man is not None and "seed" in man.columns \
         else pd.Series(dtype=float)
     seeds, source = [], []

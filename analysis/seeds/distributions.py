@@ -18,10 +18,16 @@ What is computed per size
     Student t intervals, and the ``mode`` with a percentile-bootstrap interval
     (``n_boot`` resamples of that size's runs).  The means do not use the
     bootstrap: with a handful of seeds its percentile interval is too short
-    and its bootstrap-t unstable (see :func:`_t_ci`).  The mode is the
+    and its bootstrap-t unstable (see :func:`_t_ci`).  For a bounded metric
+    (``bounds``, by default (0, 1) when every value lies in [0, 1]: an
+    accuracy or pass rate) the t interval is built on the logit of the mean
+    rescaled to the bounds, with the delta-method standard error, and mapped
+    back, so it never leaves the metric's range (a plain t interval for an
+    accuracy near 0 reaches below 0).  The mode is the
     maximum of a Gaussian kernel density estimate with Silverman's bandwidth
     (recomputed in every resample); the bootstrap of a mode is rough with few
-    runs: it is reported, not relied on.  Fewer than 3 runs: no mode.
+    runs: it is reported, not relied on.  It lies within the runs' range, so
+    its interval does too.  Fewer than 3 runs: no mode.
 ``p_success``: the fraction of runs with ``value >= threshold``, with the
     Wilson score interval rather than a bootstrap one: the percentile
     bootstrap of 0/n or n/n successes is the degenerate interval [0, 0] or
@@ -41,7 +47,10 @@ Mixture: one vs two Gaussian components by BIC (2 and 5 parameters), the
     :data:`MIN_MIXTURE_SEEDS` runs.
 ``wasserstein_next``: the 1-Wasserstein distance between this size's values
     and the next larger size's, with a permutation p-value (``n_perm``
-    relabelings of the pooled runs) for "same distribution".
+    relabelings of the pooled runs) for "same distribution", and
+    ``wasserstein_min_pvalue``, the smallest p-value that test can give with
+    these runs (:func:`permutation_min_pvalue`): 3 vs 3 runs have only 20
+    relabelings, so p >= 0.1 and the test cannot reject at 0.05.
 
 The threshold
 -------------
@@ -87,7 +96,23 @@ and ``warnings`` lists what the data cannot tell: sizes with fewer than
 :data:`LOW_POWER_SEEDS` runs (the dip test has almost no power there, so
 "not bimodal" means "not shown bimodal"), sizes too small for a mixture,
 fewer than two successful runs, a GLM with no residual degrees of freedom, a
-separated GLM.
+separated GLM, and tests that cannot reach ``level`` with the runs given
+(a permutation test of 3 vs 3 runs; a trend in P(success) from a handful of
+runs, see :func:`trend_min_pvalue`).
+
+Sizes, not runs
+---------------
+The decomposition is about *runs*: a size whose seeds split into failed and
+successful runs.  When instead each size's runs sit close together and the
+sizes lie apart (e.g. 3 seeds per size with sd 0.002 at 0.30, 0.35, 0.47:
+evaluation seeds of one checkpoint, not training seeds), the pooled values
+are "bimodal" because the sizes are, any threshold falls between sizes, and
+P(success) is 0 or 1 at every size: the logistic curve then fits the gap
+between sizes, not run-to-run variation.  A warning says so when no size has
+runs on both sides of the threshold, or when the largest within-size sd is
+below 1/:data:`SIZE_GAP_SDS` of the distance between the failed and the
+successful runs' means (the threshold then mostly splits sizes even where it
+cuts through one).
 """
 
 from __future__ import annotations
@@ -107,6 +132,8 @@ from lm_eval_ext.passuntil import wilson
 
 __all__ = [
     "seed_distributions",
+    "permutation_min_pvalue",
+    "trend_min_pvalue",
     "SeedDistributionResults",
     "PSuccessFit",
     "fit_psuccess",
@@ -128,6 +155,11 @@ MIN_MIXTURE_SEEDS = 6
 LOW_POWER_SEEDS = 10
 #: Component sds are floored at this fraction of the data's sd.
 SD_FLOOR = 0.2
+#: "Sizes, not runs": warn when the largest within-size sd is below the distance
+#: between the failed and the successful runs' means divided by this.  Two
+#: equal-sd clusters need a separation of 2 sd to be bimodal at all; 4 sd means
+#: each size is plainly its own cluster next to that distance.
+SIZE_GAP_SDS = 4.0
 
 
 # --------------------------------------------------------------------------
@@ -168,12 +200,21 @@ def _validate(df, value: str, size: str, seed: str) -> pd.DataFrame:
                          f"have {list(map(str, df.columns))}")
     if len(df) == 0:
         raise ValueError("no rows: the table of runs is empty")
-    show = [c for c in ("model", size, seed, value, "file") if c in df.columns]
+    show = [c for c in ("model", size, seed, value, "file", "line") if c in df.columns]
     for col, what in ((size, "model size"), (value, "metric value")):
         conv = pd.to_numeric(df[col], errors="coerce")
         bad = conv.isna() | ~np.isfinite(conv.to_numpy(dtype=float, na_value=np.nan))
         if bad.any():
             raise ValueError(f"column {col!r} ({what}) must be a finite number: {_describe(df, bad, show)}")
+    # A score held as text ("0.41" from a JSON string) is a sign the producer
+    # wrote something other than a number; to_numeric would quietly read it, and
+    # "n/a" in the same column would be NaN.  Refuse it, naming the runs, so the
+    # file gets fixed rather than half-read.
+    text = df[value].map(lambda v: isinstance(v, (str, bytes)))
+    if text.any():
+        raise ValueError(f"column {value!r} (metric value) must be a finite number, not text: "
+                         f"{_describe(df, text, show)}; convert it explicitly (e.g. pd.to_numeric) "
+                         "once you have checked where the text came from")
     n = pd.to_numeric(df[size]).to_numpy(float)
     if np.any(n <= 0):
         raise ValueError(f"column {size!r} (model size) must be > 0: {_describe(df, n <= 0, show)}")
@@ -197,7 +238,7 @@ def _percentile_ci(samples: np.ndarray, level: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _t_ci(x: np.ndarray, level: float) -> tuple[float, float]:
+def _t_ci(x: np.ndarray, level: float, bounds: Optional[tuple[float, float]] = None) -> tuple[float, float]:
     """Student t interval for the mean of the runs ``x``.
 
     Used for the two means instead of a bootstrap interval: with the few
@@ -208,6 +249,19 @@ def _t_ci(x: np.ndarray, level: float) -> tuple[float, float]:
     bimodal size have a tiny se*, giving intervals far outside the data).
     Exact for Gaussian runs, and by the central limit theorem close for
     many runs.  Fewer than 2 runs, or no spread at all: no interval (NaN).
+
+    ``bounds = (lo, hi)``: the runs' values are known to lie in [lo, hi] (an
+    accuracy: (0, 1)).  The interval is then the t interval for
+    logit(u), u = (mean - lo) / (hi - lo), with the delta-method standard
+    error se / ((hi - lo) u (1 - u)), mapped back: it stays strictly inside
+    the bounds, is asymmetric near them (where a bounded metric's mean is
+    skewed away from the bound), and equals the plain t interval to first
+    order in the middle of the range.  Simulated at 95% (accuracies on 20-50
+    items near 0.05 or 0.97, 5-10 seeds) it covered 0.96-0.98 where the plain
+    t interval covered 0.90 and crossed the bound; in the middle (bimodal
+    0.2/0.7 runs) the two agree.  Clipping the plain interval to [lo, hi]
+    would keep its coverage but not repair its under-coverage on the far
+    side.  A mean at a bound has no spread, hence no interval, as above.
     """
     n = x.size
     if n < 2:
@@ -217,7 +271,40 @@ def _t_ci(x: np.ndarray, level: float) -> tuple[float, float]:
         return math.nan, math.nan
     q = float(stats.t.isf(level / 2, n - 1))
     m = float(x.mean())
-    return m - q * se, m + q * se
+    if bounds is None:
+        return m - q * se, m + q * se
+    lo, hi = bounds
+    u = (m - lo) / (hi - lo)
+    if not 0 < u < 1:  # spread but a mean at a bound: values outside the bounds (checked earlier)
+        return math.nan, math.nan
+    se_logit = se / ((hi - lo) * u * (1 - u))
+    eta = float(special.logit(u))
+    return (lo + (hi - lo) * float(special.expit(eta - q * se_logit)),
+            lo + (hi - lo) * float(special.expit(eta + q * se_logit)))
+
+
+def _resolve_bounds(bounds, values: np.ndarray) -> Optional[tuple[float, float]]:
+    """``bounds`` of :func:`seed_distributions`: "auto" -> (0, 1) when every value
+    lies in [0, 1] (accuracies, pass rates, exact match; a metric that only
+    happens to fall there loses nothing: the logit interval is still a valid
+    large-sample interval for a mean inside (0, 1)), else None; None -> None;
+    a pair -> itself, checked against the values."""
+    if bounds is None:
+        return None
+    if isinstance(bounds, str):
+        if bounds != "auto":
+            raise ValueError(f"bounds must be 'auto', None or a pair (lo, hi), got {bounds!r}")
+        return (0.0, 1.0) if np.all((values >= 0) & (values <= 1)) else None
+    try:
+        lo, hi = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(f"bounds must be 'auto', None or a pair (lo, hi), got {bounds!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(f"bounds must be finite with lo < hi, got {bounds!r}")
+    out = (values < lo) | (values > hi)
+    if out.any():
+        raise ValueError(f"bounds {bounds!r}: {int(out.sum())} value(s) outside, e.g. {values[out][0]:.6g}")
+    return lo, hi
 
 
 # --------------------------------------------------------------------------
@@ -470,9 +557,82 @@ def wasserstein_test(x, y, *, n_perm: int = 999, rng=None) -> tuple[float, float
     return w, (1 + hits) / (1 + n_perm)
 
 
+def permutation_min_pvalue(n1: int, n2: int, n_perm: Optional[int] = None, *, symmetric: bool = True) -> float:
+    """The smallest p-value a permutation test of two groups of ``n1`` and
+    ``n2`` runs can give.
+
+    Exact test: of the C(n1 + n2, n1) relabelings the observed one always
+    counts, and for a statistic that does not care which group is which (a
+    distance, such as :func:`wasserstein_test`'s W1: ``symmetric``) with
+    ``n1 == n2`` so does its mirror image, so p >= 1/C or 2/C: 3 vs 3 runs
+    give C(6, 3) = 20 relabelings and p >= 2/20 = 0.1, above any usual level.
+    ``n_perm=None``: the exact test.  Monte Carlo with ``n_perm`` random
+    relabelings: its p = (1 + hits) / (1 + n_perm) >= 1/(1 + n_perm) as
+    well, and it estimates the exact p, so the larger of the two bounds is
+    what it can reach.  ``n_perm`` <= 0: no test (NaN), as in
+    :func:`wasserstein_test`.
+    """
+    n1, n2 = int(n1), int(n2)
+    if n1 < 1 or n2 < 1:
+        raise ValueError(f"two non-empty groups needed, got {n1} and {n2}")
+    if n_perm is not None and n_perm <= 0:
+        return math.nan
+    m = 2 if symmetric and n1 == n2 else 1
+    exact = m / math.comb(n1 + n2, n1)
+    return exact if n_perm is None else max(exact, 1.0 / (1 + n_perm))
+
+
+def _permutation_limit_text(n1: int, n2: int, n_perm: int) -> str:
+    """Why :func:`permutation_min_pvalue` is what it is, in words."""
+    c = math.comb(n1 + n2, n1)
+    m = 2 if n1 == n2 else 1
+    exact = m / c
+    if n_perm > 0 and 1.0 / (1 + n_perm) > exact:
+        return f"{n_perm} random relabelings: p >= 1/{n_perm + 1} = {1 / (n_perm + 1):.2g}"
+    mirror = ", the observed split and its mirror image both as extreme" if m == 2 else ""
+    return f"C({n1 + n2},{n1}) = {c} relabelings{mirror}: p >= {m}/{c} = {exact:.2g}"
+
+
 # --------------------------------------------------------------------------
 # P(success) vs log size
 # --------------------------------------------------------------------------
+
+
+def trend_min_pvalue(n, k) -> tuple[float, float]:
+    """Smallest one-sided p-values (rising, falling) an exact test of a trend in
+    P(success) with size can give, for ``k`` successes of ``n`` runs per size
+    (sizes in ascending order).
+
+    The exact (conditional) test of the logistic slope fixes the total number
+    of successes K (sufficient for the intercept) and places them among the
+    N runs at random: C(N, K) equally likely placements.  The most extreme
+    "rising" outcome puts the K successes at the largest sizes; its
+    probability, C(n_g, j) / C(N, K) with j of the n_g runs at the size where
+    the successes run out, is the smallest p any outcome can give (likewise
+    "falling" at the smallest sizes).  2 sizes x 3 seeds with 3 successes:
+    1/20 = 0.05 one-sided.  K = 0 or K = N: nothing to test, (1, 1).
+    The Wald p-values of :class:`PSuccessFit` are large-sample
+    approximations that can fall below these bounds; the bounds say what the
+    runs themselves can show.
+    """
+    n = np.asarray(n, dtype=np.int64)
+    k = np.asarray(k, dtype=np.int64)
+    K, total = int(k.sum()), int(n.sum())
+    if K == 0 or K == total:
+        return 1.0, 1.0
+    denom = math.comb(total, K)
+
+    def extreme(groups) -> float:
+        rem, ways = K, 1
+        for m in groups:
+            take = min(rem, int(m))
+            ways *= math.comb(int(m), take)
+            rem -= take
+            if rem == 0:
+                break
+        return ways / denom
+
+    return extreme(n[::-1]), extreme(n)
 
 
 def _separated(k: np.ndarray, n: np.ndarray) -> bool:
@@ -805,7 +965,12 @@ class SeedDistributionResults:
     ``inverse_scaling``: :class:`InverseScaling`; ``threshold`` and
     ``threshold_rule``; ``pooled_mixture`` (:class:`Mixture` of all runs, or
     None); ``mixtures``: the per-size :class:`Mixture` fits by N;
-    ``runs``: the validated runs (N, seed, value, success); ``warnings``.
+    ``runs``: the validated runs (N, seed, value, success); ``warnings``;
+    ``bounds``: the metric's range used for the means' intervals (None:
+    unbounded), see :func:`_t_ci`; ``n_perm``: permutations per
+    Wasserstein test; ``sizes_not_runs``: the "sizes, not runs" warning
+    (module docstring) when it applies, else None (it is also in
+    ``warnings``).
     """
 
     table: pd.DataFrame
@@ -820,13 +985,22 @@ class SeedDistributionResults:
     level: float = 0.05
     n_boot: int = 2000
     value_name: str = "value"
+    bounds: Optional[tuple] = None
+    n_perm: int = 999
+    sizes_not_runs: Optional[str] = None
+
+    def _mean_interval_text(self) -> str:
+        if self.bounds is None:
+            return "Student t"
+        lo, hi = self.bounds
+        return f"Student t on the logit scale within [{lo:g}, {hi:g}]"
 
     def summary(self) -> str:
         lvl = int(round(100 * (1 - self.level)))
         t = self.table
         lines = [f"Distributions of {self.value_name!r} across seeds (Zhao et al. 2025)", "=" * 78,
                  f"success: {self.value_name} >= {self.threshold:.4g}  ({self.threshold_rule})",
-                 f"intervals: {lvl}%  (P(success): Wilson; means: Student t; "
+                 f"intervals: {lvl}%  (P(success): Wilson; means: {self._mean_interval_text()}; "
                  f"mode: percentile bootstrap, {self.n_boot} resamples)",
                  "-" * 78]
 
@@ -843,7 +1017,8 @@ class SeedDistributionResults:
                 f"{r['dip_pvalue']:.3g}" + ("*" if r["n_seeds"] < LOW_POWER_SEEDS else ""))
             comps = "-" if not np.isfinite(r["bic1"]) else str(int(r["n_components"]))
             w = "-" if not np.isfinite(r["wasserstein_next"]) else (
-                f"{r['wasserstein_next']:.3g} (p={r['wasserstein_pvalue']:.2g})")
+                f"{r['wasserstein_next']:.3g} (p={r['wasserstein_pvalue']:.2g})"
+                + ("^" if r["wasserstein_min_pvalue"] >= self.level else ""))
             rows.append({"N": f"{r['N']:.4g}", "seeds": str(int(r["n_seeds"])),
                          "mean": ci(r["mean"], r["mean_lower"], r["mean_upper"]),
                          "mode": ci(r["mode"], r["mode_lower"], r["mode_upper"]),
@@ -854,6 +1029,8 @@ class SeedDistributionResults:
         lines.append(pd.DataFrame(rows).to_string(index=False))
         if (t["n_seeds"] < LOW_POWER_SEEDS).any():
             lines.append(f"* fewer than {LOW_POWER_SEEDS} seeds: the dip test can hardly reject unimodality")
+        if (t["wasserstein_min_pvalue"] >= self.level).any():
+            lines.append(f"^ too few runs for this permutation test to reach p < {self.level:g}")
         lines.append("-" * 78)
         if self.psuccess_fit is not None:
             lines.append(self.psuccess_fit.summary())
@@ -890,6 +1067,10 @@ class SeedDistributionResults:
             "threshold_rule": self.threshold_rule,
             "level": float(self.level),
             "n_boot": int(self.n_boot),
+            "n_perm": int(self.n_perm),
+            "bounds": None if self.bounds is None else [float(b) for b in self.bounds],
+            "mean_interval": self._mean_interval_text(),
+            "sizes_not_runs": self.sizes_not_runs,
             "sizes": [{k: cell(v) for k, v in r.items()} for r in self.table.to_dict("records")],
             "pooled_mixture": None if self.pooled_mixture is None else self.pooled_mixture.to_dict(),
             "psuccess_fit": None if self.psuccess_fit is None else self.psuccess_fit.to_dict(),
@@ -907,8 +1088,63 @@ TABLE_COLUMNS = [
     "mean_success", "mean_success_lower", "mean_success_upper",
     "dip", "dip_pvalue", "bimodal", "bic1", "bic2", "n_components",
     "mix_w1", "mix_w2", "mix_mu1", "mix_mu2", "mix_sd1", "mix_sd2",
-    "wasserstein_next", "wasserstein_pvalue",
+    "wasserstein_next", "wasserstein_pvalue", "wasserstein_min_pvalue",
 ]
+
+
+def _sizes_list(Ns) -> str:
+    return ", ".join(f"{N:.4g}" for N in Ns)
+
+
+def _sizes_not_runs(runs: pd.DataFrame, thr: float) -> Optional[str]:
+    """The "sizes, not runs" warning (module docstring), or None.
+
+    ``runs``: validated runs with ``success``.  Two findings, the first
+    structural, the second about spread: (a) no size has runs on both sides
+    of the threshold while some sizes succeed and others fail; (b) the
+    threshold cuts through a size, yet every size's runs sit far closer
+    together than the failed and successful runs' means are apart.
+    """
+    g = runs.groupby("N", sort=True)
+    n = g["value"].size()
+    if len(n) < 2:
+        return None
+    k = g["success"].sum()
+    all_fail, all_succ = n.index[k == 0], n.index[k == n]
+    mixed = n.index[(k > 0) & (k < n)]
+    succ_v = runs.loc[runs["success"], "value"]
+    fail_v = runs.loc[~runs["success"], "value"]
+    if succ_v.empty or fail_v.empty:
+        return None  # nothing is separated (the Firth warning covers 0 or 1 everywhere)
+    means = g["value"].mean().to_numpy()
+    gaps = np.abs(np.diff(means))
+    sds = g["value"].std(ddof=1).dropna()  # sizes with >= 2 runs
+    dist = float(succ_v.mean() - fail_v.mean())
+    v = runs["value"].to_numpy()
+    ss_tot = float(np.sum((v - v.mean()) ** 2))
+    ss_within = float(sum(np.sum((x - x.mean()) ** 2) for _, x in g["value"]))
+    share = 1 - ss_within / ss_tot if ss_tot > 0 else math.nan
+    if sds.empty:
+        spread = "one run per size: nothing here shows how much runs of one size vary"
+    else:
+        max_sd = float(sds.max())
+        size_word = "small" if max_sd * SIZE_GAP_SDS < dist else "not small"
+        spread = (f"within-size spread (largest sd {max_sd:.2g}) is {size_word} against the "
+                  f"{dist:.2g} between the failed and successful runs' means and the gaps of "
+                  f"{gaps.min():.2g} to {gaps.max():.2g} between adjacent sizes' means; size accounts "
+                  f"for {100 * share:.4g}% of the variance across runs")
+    if mixed.empty:
+        return (f"the threshold {thr:.4g} separates model sizes, not runs: no size has runs on both sides "
+                f"(all runs fail at N = {_sizes_list(all_fail)}, all succeed at N = {_sizes_list(all_succ)}), "
+                "so P(success) is 0 or 1 at every size and the logistic fit describes the gap between "
+                f"sizes, not run-to-run variation; {spread}.  Read P(success) as run success only with "
+                "sizes whose seeds split")
+    if sds.empty or len(sds) < len(n) or not float(sds.max()) * SIZE_GAP_SDS < dist:
+        return None
+    return (f"the runs cluster by size: {spread}.  So the threshold {thr:.4g} mostly separates model sizes; "
+            f"where it cuts through a size (N = {_sizes_list(mixed)}) it splits runs that differ far less "
+            "than the sizes do, and two modes in the pooled values are sizes, not failed and successful "
+            "runs")
 
 
 def _choose_threshold(values: np.ndarray, warns: list) -> tuple[float, str, Optional[Mixture]]:
@@ -931,7 +1167,7 @@ def _choose_threshold(values: np.ndarray, warns: list) -> tuple[float, str, Opti
 
 def seed_distributions(df: pd.DataFrame, *, value: str = "value", size: str = "N", seed: str = "seed",
                        threshold: Optional[float] = None, n_boot: int = 2000, level: float = 0.05,
-                       random_state=0, n_perm: int = 999) -> SeedDistributionResults:
+                       random_state=0, n_perm: int = 999, bounds="auto") -> SeedDistributionResults:
     """Per-size distributions of ``value`` across seeds, and how they move with size.
 
     ``df``: one row per (size, seed) run with the columns named by
@@ -941,16 +1177,22 @@ def seed_distributions(df: pd.DataFrame, *, value: str = "value", size: str = "N
     (0: none); ``n_perm``: permutations
     for the Wasserstein tests; ``level``: 1 - the intervals' coverage and the
     tests' level; ``random_state``: seed of the resampling (the results are
-    a function of the data and this seed).
+    a function of the data and this seed).  ``bounds``: the range the
+    metric's values are known to lie in, for the means' intervals ("auto":
+    (0, 1) when every value lies in [0, 1]; None: unbounded; or (lo, hi));
+    see :func:`_t_ci`.
 
-    Raises ValueError on missing or non-numeric columns, sizes <= 0,
-    missing seeds, or two rows for the same (size, seed).
+    Raises ValueError on missing or non-numeric columns (text such as a
+    JSON string "0.41" included), sizes <= 0, missing seeds, two rows for
+    the same (size, seed), or values outside given ``bounds``; the message
+    names the runs (model, size, seed, file where the table has them).
     """
     level = _check_level(level)
     n_boot = int(n_boot)
     if n_boot < 0:
         raise ValueError(f"n_boot must be >= 0, got {n_boot}")
     runs = _validate(df, value, size, seed)
+    bnd = _resolve_bounds(bounds, runs["value"].to_numpy())
     rng = np.random.default_rng(random_state)
     warns: list[str] = []
     if threshold is None:
@@ -965,6 +1207,7 @@ def seed_distributions(df: pd.DataFrame, *, value: str = "value", size: str = "N
     groups = {N: runs.loc[runs["N"] == N, "value"].to_numpy() for N in sizes}
     rows, mixtures = [], {}
     few_dip, few_mix, one_succ = [], [], []
+    perm_short: dict[str, list[str]] = {}  # why the test cannot reach the level -> size pairs
     for i, N in enumerate(sizes):
         x = groups[N]
         n = x.size
@@ -979,8 +1222,8 @@ def seed_distributions(df: pd.DataFrame, *, value: str = "value", size: str = "N
         row["p_success_lower"], row["p_success_upper"] = float(lo), float(hi)
         xs = x[x >= thr]
         row["mean_success"] = float(xs.mean()) if k else math.nan
-        row["mean_lower"], row["mean_upper"] = _t_ci(x, level)
-        row["mean_success_lower"], row["mean_success_upper"] = _t_ci(xs, level)
+        row["mean_lower"], row["mean_upper"] = _t_ci(x, level, bnd)
+        row["mean_success_lower"], row["mean_success_upper"] = _t_ci(xs, level, bnd)
         if n_boot and n >= 3:
             boot = x[rng.integers(0, n, size=(n_boot, n))]
             row["mode_lower"], row["mode_upper"] = _percentile_ci(_kde_modes(boot, grid_size=128), level)
@@ -998,8 +1241,13 @@ def seed_distributions(df: pd.DataFrame, *, value: str = "value", size: str = "N
         elif n < MIN_MIXTURE_SEEDS:
             few_mix.append((N, n))
         if i + 1 < len(sizes):
-            w, p = wasserstein_test(x, groups[sizes[i + 1]], n_perm=n_perm, rng=rng)
+            y = groups[sizes[i + 1]]
+            w, p = wasserstein_test(x, y, n_perm=n_perm, rng=rng)
             row["wasserstein_next"], row["wasserstein_pvalue"] = w, p
+            row["wasserstein_min_pvalue"] = permutation_min_pvalue(n, y.size, n_perm)
+            if row["wasserstein_min_pvalue"] >= level:
+                why = f"{n} vs {y.size} runs: {_permutation_limit_text(n, y.size, n_perm)}"
+                perm_short.setdefault(why, []).append(f"N = {N:.4g} vs {sizes[i + 1]:.4g}")
         rows.append(row)
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     table["n_seeds"] = table["n_seeds"].astype(np.int64)
@@ -1016,6 +1264,14 @@ def seed_distributions(df: pd.DataFrame, *, value: str = "value", size: str = "N
     if one_succ:
         warns.append(f"a single successful run at size(s) {', '.join(f'{N:.4g}' for N in one_succ)}: "
                      "no interval for the mean of successful runs")
+    if perm_short:
+        warns.append(f"the permutation test of 'same distribution' between adjacent sizes cannot reach "
+                     f"p < {level:g} with these runs: "
+                     + "; ".join(f"{' and '.join(pairs)} ({why})" for why, pairs in perm_short.items())
+                     + ": a p-value above the level there is no evidence that the sizes agree")
+    sizes_warning = _sizes_not_runs(runs, thr)
+    if sizes_warning is not None:
+        warns.append(sizes_warning)
     fit = None
     if len(sizes) >= 2:
         n_arr = table["n_seeds"].to_numpy()
@@ -1028,6 +1284,14 @@ def seed_distributions(df: pd.DataFrame, *, value: str = "value", size: str = "N
         if fit.df_resid == 0:
             warns.append("only 2 sizes: the P(success) curve passes through both exactly; "
                          "nothing checks its logistic shape")
+        up, down = trend_min_pvalue(n_arr, k_arr)
+        K, total = int(k_arr.sum()), int(n_arr.sum())
+        if 0 < K < total and min(1.0, 2 * min(up, down)) >= level:
+            warns.append(f"with {K} successful of {total} runs at these sizes, an exact test of a trend in "
+                         f"P(success) with size cannot give p below {min(up, down):.2g} one-sided "
+                         f"({min(1.0, 2 * min(up, down)):.2g} two-sided), not below the level {level:g}: "
+                         "the fit's p-values for log_N (and the inverse-scaling check built on them) are "
+                         "large-sample approximations these runs cannot back")
         if (n_arr.sum() < 20):
             warns.append(f"only {int(n_arr.sum())} runs in all: every interval above is wide, "
                          "and point estimates say little on their own")
@@ -1036,7 +1300,8 @@ def seed_distributions(df: pd.DataFrame, *, value: str = "value", size: str = "N
     inv = _inverse_scaling(fit, runs, thr, level)
     return SeedDistributionResults(table=table, psuccess_fit=fit, inverse_scaling=inv, threshold=float(thr),
                                    threshold_rule=rule, pooled_mixture=pooled, mixtures=mixtures, runs=runs,
-                                   warnings=warns, level=level, n_boot=n_boot, value_name=value)
+                                   warnings=warns, level=level, n_boot=n_boot, value_name=value,
+                                   bounds=bnd, n_perm=int(n_perm), sizes_not_runs=sizes_warning)
 
 
 def dip_test(x, level: float = 0.05) -> tuple[float, float, Optional[bool]]:

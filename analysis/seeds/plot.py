@@ -6,7 +6,11 @@ density), the size's two-component Gaussian mixture when one was fitted
 (components dashed, their sum solid) and the success threshold.  Bottom row:
 P(success) per size with its interval and the binomial GLM curve with its
 band; the mean of successful runs and the overall mean per size with their
-bootstrap intervals.
+Student t intervals (on the logit scale for a bounded metric, so inside its
+range).  When the threshold separates sizes rather than runs
+(``res.sizes_not_runs``) the P(success) panel says so: its curve then
+describes the gap between sizes, and a reader of the figure alone should
+not take it for run-to-run success.
 """
 
 from __future__ import annotations
@@ -90,6 +94,11 @@ def plot_seed_distributions(res, path, *, title: str | None = None) -> Path:
     ax_p.set_ylabel(f"P({res.value_name} >= {res.threshold:.3g})")
     ax_p.grid(True, which="both", alpha=0.25)
     ax_p.legend(fontsize=7, loc="best")
+    if getattr(res, "sizes_not_runs", None):
+        # a title, not a box in the axes: the panel can be narrow, and the
+        # warning must not hide the points it is about
+        ax_p.set_title("threshold separates sizes, not runs:\nthe curve is the gap between sizes",
+                       fontsize=7, color="C3")
 
     ok = np.isfinite(t["mean_success"].to_numpy(float))
     ax_m.errorbar(sizes * 0.97, t["mean"], yerr=_yerr(t["mean"], t["mean_lower"], t["mean_upper"]), fmt="s",
