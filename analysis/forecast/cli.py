@@ -56,12 +56,21 @@ def load_ladder(paths, *, manifest=None, x="N", metric=None):
 
 def _cmd_backtest(args) -> int:
     from .backtest import backtest_table, summarize
-    from .plot import plot_backtest
+    from .lossacc import backtest_loss_table, is_loss_column
+    from .plot import plot_backtest, plot_loss_backtest
 
+    on_loss = args.via is not None or is_loss_column(args.x)
     try:
+        if on_loss and args.law != "auto":
+            raise ValueError(f"--law {args.law} names a law in scale; on the loss axis the curves are chosen "
+                             "by their forward-chaining record (leave --law at auto)")
         df = load_ladder(args.inputs, manifest=args.manifest, x=args.x, metric=args.metric)
-        report, details = backtest_table(df, x_name=args.x, law=args.law, tasks=args.task, chance=args.chance,
-                                         y=args.y, max_origins=args.max_origins)
+        if on_loss:
+            report, details = backtest_loss_table(df, x_name=args.x, via=args.via, tasks=args.task,
+                                                  chance=args.chance, y=args.y, max_origins=args.max_origins)
+        else:
+            report, details = backtest_table(df, x_name=args.x, law=args.law, tasks=args.task, chance=args.chance,
+                                             y=args.y, max_origins=args.max_origins)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -70,19 +79,27 @@ def _cmd_backtest(args) -> int:
     for task, entry in report["tasks"].items():
         det = details[task]
         rows = det["rows"]
-        print(f"== {task}  [{entry['verdict']}]  x = {args.x}, law = {args.law}")
+        print(f"== {task}  [{entry['verdict']}]  x = {args.x}, law = {entry['law']}")
         for w in entry["warnings"][:12]:
             print(f"   warning: {w}")
         if len(rows):
-            show = rows[["model", "x", "observed", "predicted", "lower", "upper", "covered", "score",
-                         "base_score"]].copy()
+            cols = ["model", "x", "observed", "predicted", "lower", "upper", "covered", "score", "base_score",
+                    "loss_observed", "loss_pred", "loss_lower", "loss_upper"]
+            show = rows[[c for c in cols if c in rows.columns]].copy()
             print(show.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-            s = summarize(rows)
+            if on_loss:
+                err = (rows["predicted"] - rows["observed"]).abs().mean()
+                print(f"   coverage {rows['covered'].mean():.3f} ({len(rows)} predictions); mean absolute error "
+                      f"{err:.4f}; median interval width {(rows['upper'] - rows['lower']).median():.3f}")
+            s = {} if on_loss else summarize(rows)
             if s.get("n"):
                 print(f"   coverage {s['coverage']:.3f} ({s['n']} predictions); mean interval score "
                       f"{s['score']:.3f} vs {s['base_score']:.3f} for the plain least-squares law "
                       f"(coverage {s['base_coverage']:.3f})")
-        if det["final"] is not None:
+        if det["final"] is not None and on_loss:
+            png = plot_loss_backtest(det["final"], rows, out / (file_stem("backtest_", task) + ".png"), title=task)
+            print(f"   plot: {png}")
+        elif det["final"] is not None:
             png = plot_backtest(det["obs"], rows, det["final"], out / (file_stem("backtest_", task) + ".png"),
                                 title=task, x_name=args.x)
             print(f"   plot: {png}")
@@ -109,8 +126,13 @@ def add_parser(subparsers) -> None:
     s = subparsers.add_parser("backtest", help="the forecast's own track record on a ladder",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("inputs", nargs="+", help="tidy tables (CSV, parquet, JSONL) and/or lm-eval output directories")
-    s.add_argument("--x", default="N", help="scale: N, compute (6 N tokens when not given), tokens, or a column "
-                                            "(default: %(default)s)")
+    s.add_argument("--x", default="N", help="scale: N, compute (6 N tokens when not given), tokens, or a column; "
+                                            "a loss column (its name says loss, bpb, nll or ppl) predicts the "
+                                            "score from the model's loss (default: %(default)s)")
+    s.add_argument("--via", metavar="LOSS",
+                   help="two-step chain: predict the holdout models' LOSS column from --x (Chinchilla's "
+                        "L(N, D) when the table has N and tokens, else L = E + A x^-a), then the score from "
+                        "that loss, one interval for both steps; needs a split column")
     s.add_argument("--y", help="a column to forecast as the score (default: PassUntil counts, else score)")
     s.add_argument("--law", default="auto", choices=sorted(LAWS),
                    help="auto: the law, a local line and a constant weighted by forward-chaining record; "

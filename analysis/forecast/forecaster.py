@@ -287,24 +287,7 @@ def fit_forecast(obs: pd.DataFrame, *, forms=DEFAULT_FORMS, compare=COMPARED_FOR
         if "law" in results:
             pair = _elpd_common({"law": results["law"], name: f})
             f.elpd, f.elpd_law = pair[name], pair["law"]
-    elpd = _elpd_common(results)
-    logw = {}
-    for name, f in results.items():
-        f.elpd = elpd[name]
-        logw[name] = math.log(_PRIOR_WEIGHT.get(name, 0.1)) + (elpd[name] if math.isfinite(elpd[name]) else 0.0)
-    if not all(math.isfinite(v) for v in elpd.values()):
-        # no common out-of-sample record: the prior decides
-        logw = {k: math.log(_PRIOR_WEIGHT.get(k, 0.1)) for k in results}
-    mx = max(logw.values())
-    tot = sum(math.exp(v - mx) for v in logw.values())
-    for name, f in results.items():
-        f.weight = math.exp(logw[name] - mx) / tot
-    small = [k for k, f in results.items() if f.weight < _MIN_WEIGHT]
-    for k in small:
-        results[k].weight = 0.0
-    s = sum(f.weight for f in results.values())
-    for f in results.values():
-        f.weight /= s
+    weigh(results, _PRIOR_WEIGHT)
     errors = mixture_errors(results)
     results.update(compared)
     out = ForecastResults(obs=obs, forms=results, failed=failed, level=level, x_name=x_name,
@@ -316,6 +299,30 @@ def fit_forecast(obs: pd.DataFrame, *, forms=DEFAULT_FORMS, compare=COMPARED_FOR
             f"(kappa0 = {out.calibration.kappa0:.3g} per unit of log x; analysis.forecast.calibration.PRIOR)")
     out.verdict = judge(out)
     return out
+
+
+def weigh(results: dict, prior_weight: dict, min_weight: float = _MIN_WEIGHT) -> None:
+    """Set each form's ``elpd`` and pseudo-BMA ``weight``: prior weight times
+    the out-of-sample predictive density on the pairs every form predicted;
+    weights under ``min_weight`` drop to zero.  With no common record the
+    prior decides."""
+    elpd = _elpd_common(results)
+    logw = {}
+    for name, f in results.items():
+        f.elpd = elpd[name]
+        logw[name] = math.log(prior_weight.get(name, 0.1)) + (elpd[name] if math.isfinite(elpd[name]) else 0.0)
+    if not all(math.isfinite(v) for v in elpd.values()):
+        logw = {k: math.log(prior_weight.get(k, 0.1)) for k in results}
+    mx = max(logw.values())
+    tot = sum(math.exp(v - mx) for v in logw.values())
+    for name, f in results.items():
+        f.weight = math.exp(logw[name] - mx) / tot
+    for f in results.values():
+        if f.weight < min_weight:
+            f.weight = 0.0
+    s = sum(f.weight for f in results.values())
+    for f in results.values():
+        f.weight /= s
 
 
 def mixture_errors(results: dict) -> pd.DataFrame:
@@ -330,20 +337,21 @@ def mixture_errors(results: dict) -> pd.DataFrame:
     used = [f for f in results.values() if f.weight > 0]
     for f in used:
         if len(f.errors):
-            frames.append(f.errors.assign(w=f.weight, key=f.errors["origin"].round(12).astype(str) + "|" +
+            frames.append(f.errors.assign(_fw=f.weight, key=f.errors["origin"].round(12).astype(str) + "|" +
                                           f.errors["model"].astype(str)))
-    cols = ["origin", "model", "log_x", "d", "r", "y", "mu", "e", "V"]
+    base = ["origin", "model", "log_x", "d", "r", "y", "mu", "e", "V"]
     if len(frames) < len(used) or not frames:
-        return pd.DataFrame(columns=cols, dtype=float)
+        return pd.DataFrame(columns=base, dtype=float)
+    # the errors' own position columns (log_x for the core, L for loss curves)
+    cols = [c for c in frames[0].columns if c not in ("_fw", "key", "span")]
     e = pd.concat(frames, ignore_index=True)
     rows = []
     for _, g in e.groupby("key", sort=False):
         if len(g) < len(used):
             continue
-        w = g["w"].to_numpy() / g["w"].sum()
+        w = g["_fw"].to_numpy() / g["_fw"].sum()
         mu = float(np.sum(w * g["mu"]))
         V = float(np.sum(w * (g["V"] + (g["mu"] - mu) ** 2)))
         r0 = g.iloc[0]
-        rows.append(dict(origin=r0["origin"], model=r0["model"], log_x=r0["log_x"], d=r0["d"], r=r0["r"],
-                         y=r0["y"], mu=mu, e=r0["y"] - mu, V=V))
-    return pd.DataFrame(rows, columns=cols).astype({c: float for c in cols if c != "model"})
+        rows.append({**{c: r0[c] for c in cols}, "mu": mu, "e": r0["y"] - mu, "V": V})
+    return pd.DataFrame(rows, columns=cols).astype({c: float for c in cols if c not in ("model", "run")})

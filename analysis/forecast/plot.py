@@ -58,3 +58,41 @@ def plot_backtest(obs: pd.DataFrame, rows: pd.DataFrame, final, path, *, title: 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_loss_backtest(final, rows: pd.DataFrame, path, *, title: str = "") -> Path:
+    """Score against loss: the fitted models, the weighted curve with its 95%
+    band (extended to the held-out losses), and each held-out model against
+    its interval (at its observed loss, or the predicted one for the chain)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    obs = final.obs
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    ax.scatter(obs["L"], obs["score"], color="k", s=18, zorder=3, label="models (fitted)")
+    lo_L = float(min(obs["L"].min(), rows["x"].min() if len(rows) and "loss_pred" not in rows else obs["L"].min(),
+                     rows["loss_pred"].min() if "loss_pred" in rows else np.inf))
+    grid = np.linspace(lo_L, float(obs["L"].max()), 200)
+    pred = final.predict(grid)
+    ax.plot(grid, pred["predicted"], color="C0", label="curve (weighted forms)")
+    ax.fill_between(grid, pred["lower"], pred["upper"], color="C0", alpha=0.15, label="95% interval")
+    if len(rows):
+        at = rows["loss_pred"] if "loss_pred" in rows else rows["x"]
+        ok = rows["covered"].to_numpy(bool)
+        ax.errorbar(at, rows["predicted"], yerr=[rows["predicted"] - rows["lower"], rows["upper"] - rows["predicted"]],
+                    fmt="none", ecolor="C1", alpha=0.6)
+        ax.scatter(at[ok], rows["observed"][ok], color="C2", marker="D", s=26, zorder=4, label="held out (inside)")
+        ax.scatter(at[~ok], rows["observed"][~ok], color="C3", marker="X", s=40, zorder=4, label="held out (outside)")
+    ax.axvline(float(obs["L"].min()), color="grey", ls=":", lw=1)
+    ax.invert_xaxis()
+    ax.set_xlabel(f"{final.x_name} (lower is a stronger model)")
+    ax.set_ylabel("score")
+    ax.set_title(f"{title}  [{final.verdict}]")
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
