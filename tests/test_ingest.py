@@ -323,3 +323,27 @@ def test_tidy_table_accepts_and_types():
 def test_tidy_table_errors_name_rows(table, kind, pattern):
     with pytest.raises(ValueError, match=pattern):
         tidy_table(table, kind=kind)
+
+
+def test_a_text_score_in_a_results_file_is_named_not_dropped_silently(tmp_path):
+    """lm-eval 0.4 results whose acc is the string "0.41": left out, with a
+    warning naming the file, task and metric (every CLI prints it)."""
+    import json as _json
+    import warnings as _w
+
+    from analysis.ingest import load
+
+    d = tmp_path / "org__m"
+    d.mkdir()
+    f = d / "results_2026-01-01T00-00-00.json"
+    f.write_text(_json.dumps({
+        "results": {"arc_easy": {"alias": "arc_easy", "acc,none": "0.41", "acc_stderr,none": "N/A",
+                                 "acc_norm,none": 0.40}},
+        "config": {"model": "hf", "model_args": "pretrained=org/m", "model_num_parameters": 1000}}))
+    with _w.catch_warnings(record=True) as caught:
+        _w.simplefilter("always")
+        df = load([str(d)])
+    msgs = [str(w.message) for w in caught]
+    assert any(str(f) in m and "'acc,none'" in m and "'0.41'" in m for m in msgs), msgs
+    assert not any("alias" in m or "stderr" in m for m in msgs)
+    assert set(df["metric"]) == {"acc_norm"}

@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import re
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -167,6 +168,20 @@ def _split_key(key: str) -> tuple[str, str]:
     return metric, (filt or "none")
 
 
+def _warn_text_metric(path, task, metric, filt, v) -> None:
+    """A metric (not an alias, a list or a stderr) whose value is text, e.g.
+    a score written as the string "0.41": it is not read, and says so, so
+    that no run disappears from an analysis without a word."""
+    if not isinstance(v, str) or metric.endswith("_stderr") or metric in ("alias", "name", "sample_len",
+                                                                          "sample_count", "original", "effective"):
+        return
+    if filt is None and metric not in ("acc", "acc_norm", "exact_match", "pass@1", "f1", "em", "mc1", "mc2"):
+        return  # v0.3 sections hold only metrics and their stderr; be conservative with other keys
+    key = metric if filt is None else f"{metric},{filt}"
+    warnings.warn(f"{path}: task {task!r}, metric {key!r} = {v!r} is text, not a number: left out of the "
+                  "analysis (fix the file, or re-run lm-eval for this model)", UserWarning, stacklevel=3)
+
+
 def _rows_v04(data: dict, path: Path) -> list[dict]:
     config = data["config"]
     n_params = config.get("model_num_parameters")
@@ -182,6 +197,7 @@ def _rows_v04(data: dict, path: Path) -> list[dict]:
         parsed = {_split_key(k): v for k, v in metrics.items()}
         for (metric, filt), v in parsed.items():
             if metric.endswith("_stderr") or not _is_number(v):
+                _warn_text_metric(path, task, metric, filt, v)
                 continue  # alias, lists, strings: not metrics
             shots = nshot.get(task)
             rows.append({"model": model, "task": task, "metric": metric, "filter": filt,
@@ -201,6 +217,7 @@ def _rows_v03(data: dict, path: Path) -> list[dict]:
             continue
         for metric, v in metrics.items():
             if metric.endswith("_stderr") or not _is_number(v):
+                _warn_text_metric(path, task, metric, None, v)
                 continue
             rows.append({"model": model, "task": task, "metric": metric, "filter": "none",
                          "value": float(v), "stderr": _stderr(metrics.get(metric + "_stderr")),
