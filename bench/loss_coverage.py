@@ -19,7 +19,7 @@ Measures, on the real data of ``../shared/data`` (see bench/real_ladders.py):
    tokens) alone.  Also the one-step curve (accuracy from the observed loss).
 3. ``--measure-prior``: the forward-chaining errors of each curve form and of
    the weighted forecast, pooled over the ladders (each ladder-task weighted
-   equally), and the RMS unexplained error per unit of d = log(L_min / L):
+   equally), and the RMS unexplained error per unit of r = log(L_min / L) / log(L_max / L_min):
    the ``kappa0`` of ``analysis.forecast.lossacc.PRIOR``; and the loss law's
    ``kappa0`` (``analysis.forecast.losslaw.PRIOR``).
 4. ``--cli``: writes the Gadre table as one CSV with ``split`` and runs
@@ -227,7 +227,7 @@ def main(argv=None) -> int:
         tabs = [(f"gadre_{ds}", t[["model", "task", "score", "n_items", "chance", "loss", "run"]])
                 for ds, t in g.groupby("dataset")]
         tabs.append(("pythia_ckpts", p[["model", "task", "score", "n_items", "chance", "loss", "run"]]))
-        print("curve kappa0 (score per unit of log(L_min/L)):", json.dumps(measure_prior(tabs)))
+        print("curve kappa0 (score per unit of r = log(L_min/L) / log(L_max/L_min)):", json.dumps(measure_prior(tabs)))
         law_tabs = [(f"gadre_{ds}", t, "N") for ds, t in g.groupby("dataset")] + [("pythia", p, "N")]
         print("loss law kappa0 (log L per unit of log N):", json.dumps(measure_law_prior(law_tabs)))
     if not args.skip_gadre:

@@ -26,7 +26,8 @@ KNOWN_CHANCE = {
     "triviaqa": 0.0, "nq_open": 0.0, "squad": 0.0, "coqa": 0.0, "drop": 0.0, "passuntil": 0.0, "lab_": 0.0,
     "arc_easy": 0.25, "arc_challenge": 0.25, "hellaswag": 0.25, "sciq": 0.25, "openbookqa": 0.25,
     "mmlu": 0.25, "hendrycks": 0.25, "logiqa": 0.25, "race": 0.25, "mathqa": 0.2,
-    "piqa": 0.5, "winogrande": 0.5, "boolq": 0.5, "copa": 0.5, "wsc": 0.5, "rte": 0.5, "cola": 0.5,
+    "openbook_qa": 0.25, "obqa": 0.25, "commonsense_qa": 0.2, "csqa": 0.2, "social_iqa": 1 / 3, "socialiqa": 1 / 3,
+    "siqa": 1 / 3, "piqa": 0.5, "winogrande": 0.5, "boolq": 0.5, "copa": 0.5, "wsc": 0.5, "rte": 0.5, "cola": 0.5,
     "mrpc": 0.5, "qqp": 0.5, "qnli": 0.5, "sst2": 0.5, "wic": 0.5, "mnli": 1 / 3, "anli": 1 / 3,
 }
 
