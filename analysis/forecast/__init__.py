@@ -11,6 +11,9 @@
 - :mod:`.verdict`: follows the law / bends / no usable trend; warnings.
 - :mod:`.backtest`: fit the small, predict the large; interval scores.
 - :mod:`.ladder`, :mod:`.plot`, :mod:`.cli`: tables in, PNG and ``python -m analysis backtest``.
+- :mod:`.curves`, :mod:`.lossacc`: the score from the loss (nonlinear curves,
+  the same forward chaining and calibration on the loss axis);
+  :mod:`.losslaw`: the loss from the scale (Chinchilla), and the two-step chain.
 """
 
 from .backtest import backtest_obs, backtest_table, interval_score, summarize  # noqa: F401

@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special
 
-__all__ = ["CURVE_FORMS", "FittedCurve", "fit_curve", "curve_min_models"]
+__all__ = ["CURVE_FORMS", "FittedCurve", "fit_curve", "curve_min_models", "cluster_cov"]
 
 #: name -> description
 CURVE_FORMS = {
@@ -139,10 +139,10 @@ def _jac(form, th, L, chance, smooth):
     if form in ("sigmoid", "sigmoid_chance"):
         if form == "sigmoid":
             b, s, k, L0 = th
-            base, scale = b, 1 - b
+            scale = 1 - b
         else:
             s, k, L0 = th
-            base, scale = chance, 1 - chance
+            scale = 1 - chance
         g = special.expit(k * (L0 - L))
         dg = g * (1 - g)
         cols = [scale * g, scale * s * dg * (L0 - L), scale * s * dg * k]
@@ -240,6 +240,34 @@ def _paule_mandel(r2, v, dof):
     return float(optimize.brentq(f, 0.0, hi, xtol=1e-12))
 
 
+def cluster_cov(JW, resid, runs, bread, info) -> tuple[np.ndarray, str]:
+    """The covariance of a (weighted) least-squares fit given checkpoints of
+    training runs: the model-based ``bread`` = ``info^-1``, or the
+    cluster-robust sandwich by run (CR1) where that is larger on average
+    relative to it (clustering must not make a curve look better determined
+    than the model says).  ``JW``: the Jacobian rows times their weights
+    (the score contributions are ``JW' r``).  Needs >= 4 runs and some run
+    with several models; returns (covariance, a note or "")."""
+    if runs is None:
+        return bread, ""
+    runs = np.asarray(runs, dtype=object)
+    labels = pd.unique(runs)
+    G = len(labels)
+    if G >= len(runs):
+        return bread, ""
+    if G < 4:
+        return bread, f"only {G} training runs: checkpoints treated as independent models"
+    meat = np.zeros_like(info)
+    for g in labels:
+        m = runs == g
+        sg = JW[m].T @ resid[m]
+        meat += np.outer(sg, sg)
+    robust = bread @ meat @ bread * G / (G - 1)
+    if np.trace(robust @ info) > len(info):
+        return robust, f"covariance clustered by training run ({G} runs)"
+    return bread, ""
+
+
 def fit_curve(L, y, v, form: str, *, chance: float = 0.0, runs=None, smooth: float | None = None) -> FittedCurve:
     """Fit one form to per-model losses ``L``, scores ``y`` and their
     sampling variances ``v`` (0 where unknown: the scatter absorbs it).
@@ -283,27 +311,10 @@ def fit_curve(L, y, v, form: str, *, chance: float = 0.0, runs=None, smooth: flo
         Jf = J[:, free]
         info = (Jf.T * w) @ Jf
         bread = np.linalg.pinv(info)
-        covf = bread
-        if runs is not None:
-            runs = np.asarray(runs, dtype=object)
-            labels = pd.unique(runs)
-            G = len(labels)
-            if G >= 4 and G < n:
-                r = y - _eval(form, th, L, chance, smooth)
-                meat = np.zeros_like(info)
-                for g in labels:
-                    m = runs == g
-                    sg = (Jf[m].T * w[m]) @ r[m]
-                    meat += np.outer(sg, sg)
-                robust = bread @ meat @ bread * G / (G - 1)
-                # clustering must not make a curve look better determined than
-                # the model says: the robust one only where it is larger on
-                # average (relative to the model-based covariance)
-                if np.trace(robust @ info) > len(info):
-                    covf = robust
-                    notes.append(f"covariance clustered by training run ({G} runs)")
-            elif G < 4 and G < n:
-                notes.append(f"only {G} training runs: checkpoints treated as independent models")
+        r = y - _eval(form, th, L, chance, smooth)
+        covf, note = cluster_cov(Jf * w[:, None], r, runs, bread, info)
+        if note:
+            notes.append(note)
         cov[np.ix_(free, free)] = covf
     rss = float(np.sum(w * (y - _eval(form, th, L, chance, smooth)) ** 2))
     return FittedCurve(form=form, theta=th, cov=cov, tau2=float(tau2), chance=float(chance), smooth=float(smooth),

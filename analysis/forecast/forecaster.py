@@ -41,7 +41,7 @@ from .calibration import PRIOR, Calibration, calibrate, forward_chain
 from .forms import FORMS, FittedForm, fit_form
 from .observations import p_from_y, to_scale, var_p_of, var_y_of
 
-__all__ = ["fit_forecast", "ForecastResults", "DEFAULT_FORMS"]
+__all__ = ["fit_forecast", "ForecastResults", "DEFAULT_FORMS", "fit_and_chain", "weigh", "mixture_errors"]
 
 #: forms the forecast averages
 DEFAULT_FORMS = ("law", "local", "flat")
@@ -118,20 +118,9 @@ class ForecastResults:
         """
         log_x = np.log(np.atleast_1d(np.asarray(x, float)))
         vo = np.zeros_like(log_x) if var_obs is None else np.broadcast_to(np.asarray(var_obs, float), log_x.shape)
-        ws, mus, vs = [], [], []
-        for f in self.forms.values():
-            if f.weight <= 0:
-                continue
-            mu, vm = f.fitted.predict(log_x)
-            ws.append(f.weight)
-            mus.append(mu)
-            vs.append(vm + f.fitted.tau2)
-        w = np.array(ws) / np.sum(ws)
-        mus, vs = np.array(mus), np.array(vs)
-        mean = np.sum(w[:, None] * mus, axis=0)
+        mean, var = mixture_moments(self.forms, log_x)
         d = np.maximum(log_x - float(self.obs["log_x"].max()), 0.0)
-        var = (np.sum(w[:, None] * (vs + (mus - mean) ** 2), axis=0) + self.calibration.extra_var(d) + vo)
-        return mean, var
+        return mean, var + self.calibration.extra_var(d) + vo
 
     def predict(self, x, *, budget=None, alpha: float | None = None) -> pd.DataFrame:
         """Prediction for new models at scale values ``x``.
@@ -264,22 +253,9 @@ def fit_forecast(obs: pd.DataFrame, *, forms=DEFAULT_FORMS, compare=COMPARED_FOR
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     prior = PRIOR if prior is None else prior
-    results, failed = {}, {}
     compare = tuple(c for c in compare if c not in forms)
-    for name in tuple(forms) + compare:
-        if name not in FORMS:
-            raise ValueError(f"unknown form {name!r}; choose from {list(FORMS)}")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                fitted = fit_form(obs, name)
-                errs = forward_chain(obs, name, max_origins=max_origins)
-        except (ValueError, np.linalg.LinAlgError) as exc:
-            failed[name] = str(exc)
-            continue
-        results[name] = FormResult(fitted, calibrate(errs, prior, name), errs)
-    if not results:
-        raise ValueError("no form could be fitted: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
+    results, failed = fit_and_chain(tuple(forms) + compare, FORMS, lambda name: fit_form(obs, name),
+                                    lambda name: forward_chain(obs, name, max_origins=max_origins), prior)
     compared = {k: results.pop(k) for k in compare if k in results}
     if not results:
         raise ValueError("no form could be fitted: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
@@ -299,6 +275,46 @@ def fit_forecast(obs: pd.DataFrame, *, forms=DEFAULT_FORMS, compare=COMPARED_FOR
             f"(kappa0 = {out.calibration.kappa0:.3g} per unit of log x; analysis.forecast.calibration.PRIOR)")
     out.verdict = judge(out)
     return out
+
+
+def mixture_moments(forms: dict, at) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance at ``at`` of the weighted forms: the weighted mean
+    of their means; their weighted estimation variance and between-model
+    scatter plus the spread between their means."""
+    ws, mus, vs = [], [], []
+    for f in forms.values():
+        if f.weight <= 0:
+            continue
+        mu, vm = f.fitted.predict(at)
+        ws.append(f.weight)
+        mus.append(mu)
+        vs.append(vm + f.fitted.tau2)
+    w = np.array(ws) / np.sum(ws)
+    mus, vs = np.array(mus), np.array(vs)
+    mean = np.sum(w[:, None] * mus, axis=0)
+    return mean, np.sum(w[:, None] * (vs + (mus - mean) ** 2), axis=0)
+
+
+def fit_and_chain(names, registry: dict, fit, chain, prior: dict) -> tuple[dict, dict]:
+    """Fit each named form (``fit(name)``), forward-chain it (``chain(name)``)
+    and calibrate its own model-form error; a form that cannot be fitted is
+    recorded in ``failed`` with the reason.  Raises when none can."""
+    results, failed = {}, {}
+    for name in names:
+        if name not in registry:
+            raise ValueError(f"unknown form {name!r}; choose from {list(registry)}")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fitted = fit(name)
+                errs = chain(name)
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            failed[name] = str(exc)
+            continue
+        results[name] = FormResult(fitted, calibrate(errs, prior, name), errs)
+    if not results:
+        raise ValueError("no form could be fitted: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
+    return results, failed
 
 
 def weigh(results: dict, prior_weight: dict, min_weight: float = _MIN_WEIGHT) -> None:

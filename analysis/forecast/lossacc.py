@@ -53,7 +53,7 @@ from scipy import stats
 from .backtest import interval_score
 from .calibration import Calibration, calibrate
 from .curves import CURVE_FORMS, FittedCurve, curve_min_models, fit_curve
-from .forecaster import FormResult, json_records, mixture_errors, weigh
+from .forecaster import FormResult, fit_and_chain, json_records, mixture_errors, mixture_moments, weigh
 
 __all__ = ["PRIOR", "DEFAULT_CURVES", "observe_loss", "fit_loss_forecast", "LossForecastResults",
            "forward_chain_loss", "backtest_loss_obs", "is_loss_column"]
@@ -198,18 +198,7 @@ class LossForecastResults:
         """Mean score at losses ``L``; its variance without and with the
         model-form error (no new-model sampling noise)."""
         L = np.atleast_1d(np.asarray(L, float))
-        ws, mus, vs = [], [], []
-        for f in self.forms.values():
-            if f.weight <= 0:
-                continue
-            mu, vm = f.fitted.predict(L)
-            ws.append(f.weight)
-            mus.append(mu)
-            vs.append(vm + f.fitted.tau2)
-        w = np.array(ws) / np.sum(ws)
-        mus, vs = np.array(mus), np.array(vs)
-        mean = np.sum(w[:, None] * mus, axis=0)
-        var = np.sum(w[:, None] * (vs + (mus - mean) ** 2), axis=0)
+        mean, var = mixture_moments(self.forms, L)
         return mean, var, var + self.calibration.extra_var(self.relative_distance(L))
 
     @property
@@ -352,21 +341,8 @@ def fit_loss_forecast(obs: pd.DataFrame, *, forms=DEFAULT_CURVES, level: float =
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     prior = PRIOR if prior is None else prior
-    results, failed = {}, {}
-    for name in forms:
-        if name not in CURVE_FORMS:
-            raise ValueError(f"unknown curve form {name!r}; choose from {list(CURVE_FORMS)}")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                fitted = _fit(obs, name)
-                errs = forward_chain_loss(obs, name, max_origins=max_origins)
-        except (ValueError, np.linalg.LinAlgError) as exc:
-            failed[name] = str(exc)
-            continue
-        results[name] = FormResult(fitted, calibrate(errs, prior, name), errs)
-    if not results:
-        raise ValueError("no curve could be fitted: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
+    results, failed = fit_and_chain(forms, CURVE_FORMS, lambda name: _fit(obs, name),
+                                    lambda name: forward_chain_loss(obs, name, max_origins=max_origins), prior)
     _weigh_recent(results)
     errors = mixture_errors(results)
     out = LossForecastResults(obs=obs, forms=results, failed=failed, level=level, x_name=x_name,

@@ -35,6 +35,7 @@ import pandas as pd
 from scipy import optimize, stats
 
 from .calibration import Calibration, calibrate
+from .curves import cluster_cov
 
 __all__ = ["PRIOR", "LossLaw", "fit_loss_law", "forward_chain_loss_law", "chain_predict"]
 
@@ -174,21 +175,9 @@ def fit_loss_law(df: pd.DataFrame, *, x: str = "N", loss: str = "loss", kind: st
     tau2 = max(float(np.sum(res**2) / max(len(y) - npar, 1)), _TAU_FLOOR**2)
     info = J.T @ J / tau2
     bread = np.linalg.pinv(info)
-    cov = bread
-    if runs is not None:
-        runs = np.asarray(runs, dtype=object)
-        labels = pd.unique(runs)
-        G = len(labels)
-        if 4 <= G < len(y):
-            meat = np.zeros_like(info)
-            for g in labels:
-                m = runs == g
-                s = J[m].T @ res[m] / tau2
-                meat += np.outer(s, s)
-            robust = bread @ meat @ bread * G / (G - 1)
-            if np.trace(robust @ info) > len(info):
-                cov = robust
-                law.notes.append(f"loss-law covariance clustered by training run ({G} runs)")
+    cov, note = cluster_cov(J / tau2, res, runs, bread, info)
+    if note:
+        law.notes.append("loss law: " + note)
     law.theta, law.cov, law.tau2 = th, cov, tau2
     law.logN_max = float(X[:, 0].max())
     law.logD_max = float(X[:, 1].max()) if kind == "chinchilla" else 0.0
