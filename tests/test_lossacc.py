@@ -220,3 +220,32 @@ def test_gadre_small_models_predict_the_large_from_loss():
     assert len(preds) == 6
     assert sum(p["covered"] for p in preds) >= 5
     assert np.mean([abs(p["predicted"] - p["observed"]) for p in preds]) < 0.03
+
+
+PYTHIA = ROOT.parent / "shared" / "data" / "pythia_evals" / "pythia_v1_evals_tidy.csv.gz"
+
+
+@pytest.mark.skipif(not PYTHIA.exists(), reason="../shared/data not present")
+def test_pythia_chain_predicts_the_large_models_from_n_and_tokens():
+    """Real data: Pythia deduped checkpoints; fit the loss law (log LAMBADA
+    perplexity against N and tokens) and the score curve on <= 1.4B, predict
+    the final 2.8B, 6.9B and 12B models' ARC-Easy and PIQA from (N, tokens)."""
+    raw = pd.read_csv(PYTHIA)
+    raw = raw[(raw["variant"] == "deduped") & (raw["eval_kind"] == "zero-shot") & (raw["step"] >= 3000)]
+    lam = raw[(raw["task"] == "lambada_openai") & (raw["metric"] == "ppl")]
+    loss = pd.Series(np.log(lam["value"].to_numpy()), index=lam["model"] + "@" + lam["step"].astype(str))
+    acc = raw[raw["task"].isin(["arc_easy", "piqa"]) & (raw["metric"] == "acc")]
+    t = pd.DataFrame({"model": acc["model"] + "@" + acc["step"].astype(str), "run": acc["model"],
+                      "N": acc["params_total"], "tokens": acc["tokens_seen"], "task": acc["task"],
+                      "score": acc["value"], "n_items": acc["task"].map({"arc_easy": 2376, "piqa": 1838}),
+                      "chance": acc["task"].map({"arc_easy": 0.25, "piqa": 0.5})})
+    t["loss"] = t["model"].map(loss)
+    big = t["N"] > 1.5e9
+    t = t[~big | (acc["step"].to_numpy() == 143000)]
+    t["split"] = np.where(t["N"] > 1.5e9, "holdout", "train")
+    rep, _ = backtest_loss_table(t, x_name="N", via="loss")
+    preds = [p for e in rep["tasks"].values() for p in e["predictions"]]
+    assert len(preds) == 6
+    assert sum(p["covered"] for p in preds) >= 5
+    assert np.mean([abs(p["predicted"] - p["observed"]) for p in preds]) < 0.05
+    assert all(p["loss_lower"] < p["loss_pred"] < p["loss_upper"] for p in preds)
