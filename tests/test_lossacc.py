@@ -249,3 +249,23 @@ def test_pythia_chain_predicts_the_large_models_from_n_and_tokens():
     assert sum(p["covered"] for p in preds) >= 5
     assert np.mean([abs(p["predicted"] - p["observed"]) for p in preds]) < 0.05
     assert all(p["loss_lower"] < p["loss_pred"] < p["loss_upper"] for p in preds)
+
+
+def test_cli_forecasts_models_not_yet_trained(tmp_path):
+    """split = predict: no score, no loss, only N and tokens; the chain
+    forecasts them and nothing is scored."""
+    df = ladder(6).drop(columns="true")
+    fut = df["split"] == "holdout"
+    df.loc[fut, ["score", "loss"]] = np.nan
+    df.loc[fut, "split"] = "predict"
+    csv = tmp_path / "plan.csv"
+    df.to_csv(csv, index=False)
+    r = _cli(str(csv), "--x", "N", "--via", "loss", "--out", str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    e = json.loads((tmp_path / "o" / "backtest.json").read_text())["tasks"]["mc"]
+    assert e["coverage"] is None and len(e["predictions"]) == int(fut.sum())
+    assert all(p["observed"] is None and 0 <= p["lower"] < p["predicted"] < p["upper"] <= 1 for p in e["predictions"])
+    assert "split = predict" in r.stdout
+    # from the loss alone, a model to predict needs its loss: an error naming them
+    r = _cli(str(csv), "--x", "loss", "--out", str(tmp_path / "p"))
+    assert r.returncode == 2 and "no loss for these models: m1e+09x1" in r.stderr

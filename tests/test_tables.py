@@ -112,7 +112,7 @@ def test_aliases_and_case(tmp_path):
     with pytest.raises(ValueError, match="both mean 'score'"):
         read_table(path)
     path.write_text("model,task,score,split\nm1,t,0.5,validation\n")
-    with pytest.raises(ValueError, match=r"a\.csv:2: split 'validation' is neither"):
+    with pytest.raises(ValueError, match=r"a\.csv:2: split 'validation' is not 'train', 'holdout' or 'predict'"):
         read_table(path)
 
 

@@ -209,6 +209,10 @@ def backtest_table(df: pd.DataFrame, *, x_name: str = "N", law: str = "auto", ta
     if "split" in df.columns and df["split"].notna().any():
         split = df.groupby("model")["split"].agg(lambda s: s.dropna().iloc[0] if s.notna().any() else "train")
         bad = sorted(set(split) - {"train", "holdout"})
+        if "predict" in bad:
+            raise ValueError("split = predict (a model to forecast, not to score) is read on the loss axis "
+                             "(--x LOSS, or --via LOSS); with the scale law use python -m analysis scaling "
+                             "--predict X")
         if bad:
             raise ValueError(f"column split: values must be 'train' or 'holdout', got {bad}")
     report, details = {"tasks": {}}, {}

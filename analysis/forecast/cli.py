@@ -7,7 +7,15 @@ x values (fit the smallest k, predict every larger model, for each k).
 
 Inputs: tidy tables (CSV, parquet, JSONL; see ``analysis.ingest.tables`` for
 the columns: model, N, tokens, compute, task, and either instance, n, c or
-score, n_items, chance; optional split) and lm-eval output directories.
+score, n_items, chance; optional split, loss, run) and lm-eval output
+directories.
+
+On the loss axis (``--x LOSS``, a column whose name says loss, bpb, nll or
+ppl) each model's score is predicted from its loss; ``--x N --via LOSS``
+predicts the loss from the scale first (the two-step chain).  There, models
+with ``split = predict`` are forecast without being scored: their score (and
+through the chain their loss) may be empty, so a model can be forecast
+before it is trained.
 
 Writes ``DIR/backtest.json``::
 
@@ -88,9 +96,15 @@ def _cmd_backtest(args) -> int:
             show = rows[[c for c in cols if c in rows.columns]].copy()
             print(show.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
             if on_loss:
-                err = (rows["predicted"] - rows["observed"]).abs().mean()
-                print(f"   coverage {rows['covered'].mean():.3f} ({len(rows)} predictions); mean absolute error "
-                      f"{err:.4f}; median interval width {(rows['upper'] - rows['lower']).median():.3f}")
+                sc = rows[rows["observed"].notna()]
+                width = (rows["upper"] - rows["lower"]).median()
+                if len(sc):
+                    err = (sc["predicted"] - sc["observed"]).abs().mean()
+                    print(f"   coverage {sc['covered'].astype(bool).mean():.3f} ({len(sc)} scored predictions); "
+                          f"mean absolute error {err:.4f}; median interval width {width:.3f}")
+                if len(sc) < len(rows):
+                    print(f"   {len(rows) - len(sc)} forecast(s) of models marked split = predict (nothing to "
+                          f"score); median interval width {width:.3f}")
             s = {} if on_loss else summarize(rows)
             if s.get("n"):
                 print(f"   coverage {s['coverage']:.3f} ({s['n']} predictions); mean interval score "

@@ -422,9 +422,9 @@ def _split_of(df: pd.DataFrame):
     if "split" not in df.columns or not df["split"].notna().any():
         return None
     split = df.groupby("model")["split"].agg(lambda s: s.dropna().iloc[0] if s.notna().any() else "train")
-    bad = sorted(set(split) - {"train", "holdout"})
+    bad = sorted(set(split) - {"train", "holdout", "predict"})
     if bad:
-        raise ValueError(f"column split: values must be 'train' or 'holdout', got {bad}")
+        raise ValueError(f"column split: values must be 'train', 'holdout' or 'predict', got {bad}")
     return split
 
 
@@ -435,10 +435,12 @@ def _entry(task_rows: pd.DataFrame, final, notes: list[str], x_name: str, law: s
     if final is not None and not final.extrapolate:
         entry["warnings"].append(f"{final.verdict}: {final.verdict_reason}")
     if len(task_rows):
-        entry["coverage"] = float(task_rows["covered"].mean())
+        scored = task_rows["observed"].notna()
+        entry["coverage"] = float(task_rows.loc[scored, "covered"].astype(bool).mean()) if scored.any() else None
         seen = set()
         for r in task_rows.to_dict(orient="records"):
-            p = {k: r[k] for k in ("model", "x", "observed", "predicted", "lower", "upper", "covered")}
+            p = {k: (None if isinstance(r[k], float) and not np.isfinite(r[k]) else r[k])
+                 for k in ("model", "x", "observed", "predicted", "lower", "upper", "covered")}
             for k in ("loss_observed", "loss_pred", "loss_lower", "loss_upper"):
                 if k in r:
                     p[k] = r[k]
@@ -449,6 +451,66 @@ def _entry(task_rows: pd.DataFrame, final, notes: list[str], x_name: str, law: s
                     seen.add(key)
                     entry["warnings"].append(f"{r['model']}: {w}")
     return entry
+
+
+def _chain_rows(law, final, test: pd.DataFrame, x_name: str, level: float) -> pd.DataFrame:
+    """Held-out models predicted through the chain, scored against their
+    observed score (and loss)."""
+    from .losslaw import chain_predict
+
+    if test.empty:
+        return pd.DataFrame()
+    pred = chain_predict(law, final, test, n_items=test["n_items"].to_numpy(float))
+    rows = []
+    for j in range(len(test)):
+        t, p = test.iloc[j], pred.iloc[j]
+        rows.append(dict(origin=float(final.L_min), model=t["model"], x=float(t[x_name]),
+                         observed=float(t["score"]), predicted=float(p["predicted"]),
+                         lower=float(p["lower"]), upper=float(p["upper"]),
+                         covered=bool(p["lower"] <= t["score"] <= p["upper"]),
+                         score=float(interval_score(p["lower"], p["upper"], t["score"], level)),
+                         loss_observed=float(t["L"]), loss_pred=float(p["loss_pred"]),
+                         loss_lower=float(p["loss_lower"]), loss_upper=float(p["loss_upper"]),
+                         loss_covered=bool(p["loss_lower"] <= t["L"] <= p["loss_upper"]),
+                         verdict=final.verdict, warnings=final.warnings_for([p["loss_pred"]])[0]))
+    return pd.DataFrame(rows)
+
+
+def _forecast_rows(final, law, gp: pd.DataFrame, loss_col: str, x_name: str) -> pd.DataFrame:
+    """Models marked ``split = predict``: forecast, nothing to score (their
+    score may be missing; through the chain their loss may be missing too)."""
+    from .losslaw import chain_predict
+
+    n = gp["n_items"].to_numpy(float) if "n_items" in gp.columns else None
+    if law is not None:
+        for c in law_columns(law, x_name):
+            bad = gp.loc[~(pd.to_numeric(gp[c], errors="coerce") > 0), "model"].tolist() if c in gp.columns \
+                else gp["model"].tolist()
+            if bad:
+                raise ValueError(f"models to predict need {c!r} (> 0) for the loss law: {bad[:5]}")
+        pred = chain_predict(law, final, gp, n_items=n)
+        at = pred["loss_pred"].to_numpy()
+    else:
+        L = pd.to_numeric(gp[loss_col], errors="coerce").to_numpy(float)
+        bad = gp.loc[~(L > 0), "model"].tolist()
+        if bad:
+            raise ValueError(f"models to predict from their loss need {loss_col!r} (> 0), or use --via: {bad[:5]}")
+        pred = final.predict(L, n_items=n)
+        at = L
+    warn = final.warnings_for(at)
+    out = pd.DataFrame({"origin": final.L_min, "model": gp["model"].to_numpy(),
+                        "x": pd.to_numeric(gp[x_name], errors="coerce").to_numpy(float),
+                        "observed": np.nan, "predicted": pred["predicted"].to_numpy(),
+                        "lower": pred["lower"].to_numpy(), "upper": pred["upper"].to_numpy(), "covered": None,
+                        "score": np.nan, "verdict": final.verdict, "warnings": warn})
+    if law is not None:
+        for c in ("loss_pred", "loss_lower", "loss_upper"):
+            out[c] = pred[c].to_numpy()
+    return out
+
+
+def law_columns(law, x_name: str) -> list[str]:
+    return ["N", "tokens"] if law.kind == "chinchilla" else [x_name]
 
 
 def backtest_loss_table(df: pd.DataFrame, *, x_name: str = "loss", via: str | None = None, tasks=None,
@@ -462,8 +524,11 @@ def backtest_loss_table(df: pd.DataFrame, *, x_name: str = "loss", via: str | No
     scale (N, compute, tokens); the loss law is fitted on the train models
     and the score of each holdout model is predicted from its scale alone,
     both steps' uncertainty in one interval (:func:`.losslaw.chain_predict`);
-    needs ``split``.  Same report as :func:`.backtest.backtest_table`."""
-    from .losslaw import calibrated_loss_law, chain_predict
+    needs ``split``.  Models with ``split = predict`` are forecast and not
+    scored (their score, and through the chain their loss, may be missing):
+    a model's accuracy before it is trained.  Same report as
+    :func:`.backtest.backtest_table`."""
+    from .losslaw import calibrated_loss_law
 
     loss_col = via or x_name
     if loss_col not in df.columns:
@@ -478,14 +543,17 @@ def backtest_loss_table(df: pd.DataFrame, *, x_name: str = "loss", via: str | No
         all_tasks = list(tasks)
     split = _split_of(df)
     if via is not None and split is None:
-        raise ValueError("--via needs a split column (train / holdout): the loss law is fitted on the train "
-                         "models and the holdout models are predicted from their scale")
+        raise ValueError("--via needs a split column (train / holdout / predict): the loss law is fitted on the "
+                         "train models and the holdout (or predict) models are predicted from their scale")
     law_name = f"{x_name} -> {via} -> score" if via else f"score from {x_name}"
+    to_predict = set() if split is None else set(split.index[split == "predict"])
     report, details = {"tasks": {}}, {}
     laws = {}
     for task in all_tasks:
         try:
             g, ch, notes = _task_rows(df, task, chance, y)
+            gp = g[g["model"].isin(to_predict)].groupby("model", sort=False).first().reset_index()
+            g = g[~g["model"].isin(to_predict)]
             obs = observe_loss(g.assign(loss_=g[loss_col]), x="loss_", chance=ch)
             if via is not None:
                 sx = g.groupby("model").first()
@@ -493,34 +561,26 @@ def backtest_loss_table(df: pd.DataFrame, *, x_name: str = "loss", via: str | No
                     if c in sx.columns and c not in obs.columns:
                         obs[c] = obs["model"].map(sx[c])
             sp = None if split is None else obs["model"].map(split).fillna("train").to_numpy()
-            if sp is not None and not (sp == "holdout").any():
-                raise ValueError("the split column marks no model of this task 'holdout'")
-            if via is None:
+            if sp is not None and not (sp == "holdout").any() and gp.empty:
+                raise ValueError("the split column marks no model of this task 'holdout' (or 'predict')")
+            if via is None and (sp is None or (sp == "holdout").any()):
                 rows, final = backtest_loss_obs(obs, split=sp, level=level, x_name=x_name, prior=prior,
                                                 max_origins=max_origins)
             else:
                 train = obs[sp == "train"].reset_index(drop=True)
-                test = obs[sp == "holdout"].reset_index(drop=True)
+                final = fit_loss_forecast(train, level=level, prior=prior, x_name=loss_col, max_origins=max_origins)
+                rows = pd.DataFrame()
+            law = None
+            if via is not None:
+                train = obs[sp == "train"].reset_index(drop=True)
                 key = tuple(zip(train["model"], train["L"]))
                 if key not in laws:
                     laws[key] = calibrated_loss_law(train.rename(columns={"L": "loss"}), x=x_name, prior=loss_prior)
                 law = laws[key]
-                final = fit_loss_forecast(train, level=level, prior=prior, x_name=via, max_origins=max_origins)
-                pred = chain_predict(law, final, test, n_items=test["n_items"].to_numpy(float))
-                rows = []
-                for j in range(len(test)):
-                    t, p = test.iloc[j], pred.iloc[j]
-                    rows.append(dict(origin=float(train["L"].min()), model=t["model"], x=float(t[x_name]),
-                                     observed=float(t["score"]), predicted=float(p["predicted"]),
-                                     lower=float(p["lower"]), upper=float(p["upper"]),
-                                     covered=bool(p["lower"] <= t["score"] <= p["upper"]),
-                                     score=float(interval_score(p["lower"], p["upper"], t["score"], level)),
-                                     loss_observed=float(t["L"]), loss_pred=float(p["loss_pred"]),
-                                     loss_lower=float(p["loss_lower"]), loss_upper=float(p["loss_upper"]),
-                                     loss_covered=bool(p["loss_lower"] <= t["L"] <= p["loss_upper"]),
-                                     verdict=final.verdict, warnings=final.warnings_for([p["loss_pred"]])[0]))
-                rows = pd.DataFrame(rows)
                 final.notes.append(law.summary())
+                rows = _chain_rows(law, final, obs[sp == "holdout"].reset_index(drop=True), x_name, level)
+            if len(gp):
+                rows = pd.concat([rows, _forecast_rows(final, law, gp, loss_col, x_name)], ignore_index=True)
         except ValueError as exc:
             report["tasks"][task] = {"x": x_name, "law": law_name, "verdict": "no usable trend",
                                      "warnings": [f"not forecast: {exc}"], "coverage": None, "predictions": []}

@@ -35,7 +35,8 @@ Identity and scale, one value per model:
 - ``loss``: the model's pretraining loss (nats).
 - ``seed``, ``run`` (a training run: the checkpoints of one run share it),
   ``step`` (the checkpoint's training step), ``D`` (finetuning examples; 0 =
-  not finetuned), ``split`` (``train`` or ``holdout``; also heldout/test).
+  not finetuned), ``split`` (``train`` or ``holdout``; also heldout/test;
+  ``predict``: a model to forecast, whose score may be missing).
 
 The measurement, one of two shapes:
 
@@ -135,7 +136,8 @@ _IDENTIFYING = ["N", "tokens", "compute", "seed", "run", "step"]
 #: Columns that are properties of a model: one value per model.
 _PER_MODEL = ["N", "tokens", "compute", "loss", "seed", "run", "step", "split", "D"]
 _SPLITS = {"train": "train", "fit": "train", "holdout": "holdout", "heldout": "holdout",
-           "held-out": "holdout", "held_out": "holdout", "test": "holdout"}
+           "held-out": "holdout", "held_out": "holdout", "test": "holdout", "predict": "predict",
+           "forecast": "predict"}
 #: Metrics whose scores are proportions (checked to lie in [0, 1], percentages detected).
 _PROPORTION = re.compile(r"^(score|value|em|f1|mc[12])$|acc|exact|match|pass|correct|success|rate|brier")
 _KEY_SCORES = ["model", "task", "metric", "filter", "num_fewshot"]
@@ -454,7 +456,7 @@ def _normalise(raw: pd.DataFrame, where: _Where) -> pd.DataFrame:
     # split
     if "split" in cols:
         low = df["split"].map(lambda v: None if v is None else _SPLITS.get(v.lower(), "?"))
-        _first_bad(low == "?", where, lambda i: f"split {df['split'].iloc[i]!r} is neither 'train' nor 'holdout'")
+        _first_bad(low == "?", where, lambda i: f"split {df['split'].iloc[i]!r} is not 'train', 'holdout' or 'predict'")
         df["split"] = low
     if counts:
         n, c = df["n"], df["c"]
@@ -472,7 +474,9 @@ def _normalise(raw: pd.DataFrame, where: _Where) -> pd.DataFrame:
             df["filter"] = "none"
         else:
             df["filter"] = df["filter"].fillna("none")
-        _first_bad(~np.isfinite(df["score"].fillna(np.nan).to_numpy(float)), where,
+        # a model to predict (split = predict) has no score yet
+        to_predict = (df["split"] == "predict").to_numpy() if "split" in df.columns else np.zeros(len(df), bool)
+        _first_bad(~np.isfinite(df["score"].fillna(np.nan).to_numpy(float)) & ~to_predict, where,
                    lambda i: f"score = {_show(df['score'].iloc[i])} is not a finite number")
         _check_scores(df, where)
         if "n_items" in cols:
@@ -496,7 +500,8 @@ def _check_scores(df: pd.DataFrame, where: _Where) -> None:
     for metric, idx in df.groupby("metric", sort=True).groups.items():
         if not _PROPORTION.search(str(metric).lower()):
             continue
-        s = df.loc[idx, "score"]
+        s = df.loc[idx, "score"].dropna()  # missing only for models to predict (checked before)
+        idx = s.index
         if ((s >= 0) & (s <= 1)).all():
             continue
         if ((s >= 0) & (s <= 100)).all() and not ((s > 0) & (s < 1)).any() and (s > 1).any():
