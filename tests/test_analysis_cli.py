@@ -39,7 +39,7 @@ def runs(tmp_path_factory):
 def test_scaling_cli_end_to_end(runs):
     out = runs / "analysis"
     env = dict(os.environ, MPLBACKEND="Agg")
-    proc = subprocess.run([sys.executable, "-m", "analysis", "scaling", str(runs / "runs"), "--out", str(out),
+    proc = subprocess.run([sys.executable, "-m", "analysis", "scaling", str(runs / "runs"), "--output_path", str(out),
                            "--predict", "1e6"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "toy_passuntil" in proc.stdout
@@ -69,6 +69,6 @@ def test_scaling_cli_bad_input_is_a_clear_error(runs, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "analysis", "scaling", str(tmp_path / "nothing")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "error:" in proc.stderr and "nothing" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "analysis", "scaling", str(runs / "runs"), "--task", "nope",
-                           "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "analysis", "scaling", str(runs / "runs"), "--tasks", "nope",
+                           "--output_path", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "not found" in proc.stderr

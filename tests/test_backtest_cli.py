@@ -76,7 +76,7 @@ def test_scores_csv_forward_chaining(tmp_path, capsys):
     csv = tmp_path / "ladder.csv"
     df.to_csv(csv, index=False)
     out = tmp_path / "out"
-    rc, stdout, err = _run([csv, "--x", "N", "--out", out], capsys)
+    rc, stdout, err = _run([csv, "--x", "N", "--output_path", out], capsys)
     assert rc == 0, err
     report = _report(out)
     assert set(report["tasks"]) == {"toy_mc", "toy_gen"}
@@ -107,7 +107,7 @@ def test_split_column_predicts_exactly_the_holdout_models(tmp_path, capsys):
     csv = tmp_path / "ladder.csv"
     df.to_csv(csv, index=False)
     out = tmp_path / "out"
-    rc, _, err = _run([csv, "--out", out, "--task", "toy_mc"], capsys)
+    rc, _, err = _run([csv, "--output_path", out, "--tasks", "toy_mc"], capsys)
     assert rc == 0, err
     report = _report(out)
     assert set(report["tasks"]) == {"toy_mc"}
@@ -136,7 +136,7 @@ def test_models_sharing_compute_stay_two_models(tmp_path, capsys):
     csv = tmp_path / "compute.csv"
     df.to_csv(csv, index=False)
     out = tmp_path / "out"
-    rc, _, err = _run([csv, "--x", "compute", "--out", out], capsys)
+    rc, _, err = _run([csv, "--x", "compute", "--output_path", out], capsys)
     assert rc == 0, err
     entry = _report(out)["tasks"]["toy_mc"]
     assert entry["x"] == "compute"
@@ -147,7 +147,7 @@ def test_models_sharing_compute_stay_two_models(tmp_path, capsys):
     assert preds["wide"]["observed"] != pytest.approx(preds["deep"]["observed"])
     # without the split: forward chaining keeps both too
     df.drop(columns="split").to_csv(csv, index=False)
-    rc, _, err = _run([csv, "--x", "compute", "--out", tmp_path / "out2"], capsys)
+    rc, _, err = _run([csv, "--x", "compute", "--output_path", tmp_path / "out2"], capsys)
     assert rc == 0, err
     models = [p["model"] for p in _report(tmp_path / "out2")["tasks"]["toy_mc"]["predictions"]]
     assert "wide" in models and "deep" in models and models.count("wide") == models.count("deep")
@@ -156,17 +156,17 @@ def test_models_sharing_compute_stay_two_models(tmp_path, capsys):
 def test_garbage_is_one_error_line_and_exit_2(tmp_path, capsys):
     bad = tmp_path / "garbage.csv"
     bad.write_bytes(b"hello world\nthis is , not ; a table\n\x00\x01\xff\n")
-    rc, stdout, err = _run([bad, "--out", tmp_path / "out"], capsys)
+    rc, stdout, err = _run([bad, "--output_path", tmp_path / "out"], capsys)
     assert rc == 2
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len([ln for ln in lines if ln.startswith("error:")]) == 1, err
     assert "garbage.csv" in err and "Traceback" not in err
     assert not (tmp_path / "out" / "backtest.json").exists()
-    rc, _, err = _run([tmp_path / "nothing_here", "--out", tmp_path / "out"], capsys)
+    rc, _, err = _run([tmp_path / "nothing_here", "--output_path", tmp_path / "out"], capsys)
     assert rc == 2 and err.count("error:") == 1 and "nothing_here" in err
     # a table without the scale asked for
     _score_rows().drop(columns="N").to_csv(tmp_path / "noN.csv", index=False)
-    rc, _, err = _run([tmp_path / "noN.csv", "--out", tmp_path / "out"], capsys)
+    rc, _, err = _run([tmp_path / "noN.csv", "--output_path", tmp_path / "out"], capsys)
     assert rc == 2 and err.count("error:") == 1
 
 
@@ -186,7 +186,7 @@ def test_counts_csv(tmp_path, capsys):
     csv = tmp_path / "counts.csv"
     _count_rows().to_csv(csv, index=False)
     out = tmp_path / "out"
-    rc, _, err = _run([csv, "--out", out], capsys)
+    rc, _, err = _run([csv, "--output_path", out], capsys)
     assert rc == 0, err
     entry = _report(out)["tasks"]["passuntil_toy"]
     assert entry["verdict"] in LABELS and entry["verdict"] != "no usable trend"
@@ -230,7 +230,7 @@ def test_lm_eval_passuntil_directory(tmp_path, capsys):
             json.dumps({"doc_id": int(r.instance), "n_samples": int(r.n), "n_passed": int(r.c)}) + "\n"
             for r in g.itertuples()))
     out = tmp_path / "out"
-    rc, _, err = _run([runs, "--x", "N", "--out", out], capsys)
+    rc, _, err = _run([runs, "--x", "N", "--output_path", out], capsys)
     assert rc == 0, err
     report = _report(out)
     assert set(report["tasks"]) == {"passuntil_toy"}
@@ -255,7 +255,7 @@ def test_lm_eval_scores_directory(tmp_path, capsys):
                                     "acc_norm,none": r.score + 0.01, "acc_norm_stderr,none": se}},
                       n_samples={"arc_easy": 2376})
     out = tmp_path / "out"
-    rc, _, err = _run([runs, "--out", out], capsys)
+    rc, _, err = _run([runs, "--output_path", out], capsys)
     assert rc == 0, err
     entry = _report(out)["tasks"]["arc_easy"]
     assert any("chance floor 0.25" in w and "arc_easy" in w for w in entry["warnings"]), entry["warnings"]
@@ -266,7 +266,7 @@ def test_lm_eval_scores_directory(tmp_path, capsys):
         assert p["observed"] == pytest.approx(acc[p["model"]])
     _png(out / "backtest_arc_easy.png")
     # --metric acc_norm reads the other one
-    rc, _, err = _run([runs, "--out", tmp_path / "out_norm", "--metric", "acc_norm"], capsys)
+    rc, _, err = _run([runs, "--output_path", tmp_path / "out_norm", "--metric", "acc_norm"], capsys)
     assert rc == 0, err
     preds = _report(tmp_path / "out_norm")["tasks"]["arc_easy"]["predictions"]
     assert all(p["observed"] == pytest.approx(acc[p["model"]] + 0.01) for p in preds)

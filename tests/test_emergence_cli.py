@@ -77,7 +77,7 @@ def test_emergence_cli_end_to_end(sweep):
     out = root / "analysis"
     env = dict(os.environ, MPLBACKEND="Agg", OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "analysis", "emergence", str(root / "runs"), "--manifest", str(man),
-                           "--d0", "1", "--backtest", "--n-boot", "40", "--out", str(out)],
+                           "--d0", "1", "--backtest", "--n_boot", "40", "--output_path", str(out)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert TASK in proc.stdout and "few-shot emergence E(D0=1)" in proc.stdout
@@ -104,21 +104,21 @@ def test_emergence_cli_bad_input_is_a_clear_error(sweep, tmp_path, capsys):
     # a manifest without the checkpoint column
     bad = tmp_path / "bad.csv"
     bad.write_text("model,D\nx,0\n")
-    assert main(["emergence", str(root / "runs"), "--manifest", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert main(["emergence", str(root / "runs"), "--manifest", str(bad), "--output_path", str(tmp_path / "o")]) == 2
     assert "'checkpoint'" in capsys.readouterr().err
     # an unknown metric names the task and the metrics it has
     assert main(["emergence", str(root / "runs"), "--manifest", str(man), "--metric", "f1",
-                 "--out", str(tmp_path / "o")]) == 2
+                 "--output_path", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "f1" in err and TASK in err
     # no loss column and a wrong loss task: names the checkpoint and its base model
-    assert main(["emergence", str(root / "runs"), "--manifest", str(man), "--loss-task", "nope",
-                 "--out", str(tmp_path / "o")]) == 2
+    assert main(["emergence", str(root / "runs"), "--manifest", str(man), "--loss_task", "nope",
+                 "--output_path", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "no pretraining loss for checkpoint 'ck0'" in err and "ckpts/ck0" in err
     # a backtest needs D0
     assert main(["emergence", str(root / "runs"), "--manifest", str(man), "--backtest",
-                 "--out", str(tmp_path / "o")]) == 2
+                 "--output_path", str(tmp_path / "o")]) == 2
     assert "--d0" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
@@ -157,8 +157,8 @@ def test_emergence_cli_reads_a_csv_with_runs_and_a_holdout_split(tmp_path, capsy
     cols = ["model", "task", "score", "D", "loss", "n_items", "seed", "run", "checkpoint", "split"]
     table = _write_csv(tmp_path / "sweep.csv", _table_rows(np.random.default_rng(6)), cols)
     out = tmp_path / "o"
-    assert main(["emergence", str(table), "--d0", "1", "--n-boot", "20", "--bootstrap", "checkpoint",
-                 "--out", str(out)]) == 0
+    assert main(["emergence", str(table), "--d0", "1", "--n_boot", "20", "--bootstrap", "checkpoint",
+                 "--output_path", str(out)]) == 0
     text = capsys.readouterr().out
     assert "verdict: emergence observed" in text
     assert "(run bootstrap, 20 refits)" in text and "runs: 3" in text
@@ -183,8 +183,8 @@ def test_emergence_cli_csv_without_checkpoint_column_by_subprocess(tmp_path):
     table = _write_csv(tmp_path / "sweep.csv", _table_rows(np.random.default_rng(6)), cols)
     out = tmp_path / "o"
     env = dict(os.environ, HF_HUB_OFFLINE="1", MPLBACKEND="Agg", OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-m", "analysis", "emergence", str(table), "--d0", "1", "--n-boot", "0",
-                           "--out", str(out)], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "analysis", "emergence", str(table), "--d0", "1", "--n_boot", "0",
+                           "--output_path", str(out)], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "not valid JSON" not in proc.stderr
     report = json.loads((out / f"emergence_{TASK}.json").read_text())
@@ -197,7 +197,7 @@ def test_emergence_cli_flat_scores_print_the_verdict(tmp_path, capsys):
     cols = ["model", "task", "score", "D", "loss", "n_items", "seed", "run", "checkpoint"]
     table = _write_csv(tmp_path / "flat.csv", _table_rows(np.random.default_rng(2), flat=True), cols)
     out = tmp_path / "o"
-    assert main(["emergence", str(table), "--d0", "1", "--n-boot", "10", "--backtest", "--out", str(out)]) == 0
+    assert main(["emergence", str(table), "--d0", "1", "--n_boot", "10", "--backtest", "--output_path", str(out)]) == 0
     text = capsys.readouterr().out
     assert "verdict: no emergence in range: " in text
     assert "E(D) (and E(D0)): none, no emergence in range" in text
@@ -214,7 +214,7 @@ def test_emergence_cli_run_given_as_checkpoint_points_to_the_run_column(tmp_path
     rows = [dict(r, checkpoint=r["run"]) for r in _table_rows(np.random.default_rng(6))]
     cols = ["model", "task", "score", "D", "loss", "n_items", "checkpoint"]
     table = _write_csv(tmp_path / "sweep.csv", rows, cols)
-    assert main(["emergence", str(table), "--n-boot", "0", "--out", str(tmp_path / "o")]) == 2
+    assert main(["emergence", str(table), "--n_boot", "0", "--output_path", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "checkpoint 'run0' has several values in column 'loss'" in err
     assert "put the run in a column 'run'" in err

@@ -97,7 +97,7 @@ def test_finetune_sweep_lm_eval_and_emergence_fit(tiny_model_dir, tmp_path):
 
     out = tmp_path / "fit"
     proc = subprocess.run([sys.executable, "-m", "analysis", "emergence", str(results), "--manifest", str(manifest),
-                           "--floor", "0.5", "--n-boot", "10", "--out", str(out)],
+                           "--floor", "0.5", "--n_boot", "10", "--output_path", str(out)],
                           cwd=tmp_path, env=offline_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     print(proc.stdout[-2500:])

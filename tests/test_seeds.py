@@ -319,7 +319,7 @@ def test_cli_reads_seeds_from_manifest_and_names(tmp_path, capsys):
     (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
     rc = main(["seeds", str(tmp_path / "runs"), "--manifest", str(tmp_path / "m.csv"), "--metric", "acc",
-               "--n_boot", "100", "--out", str(out)])
+               "--n_boot", "100", "--output_path", str(out)])
     text = capsys.readouterr().out
     assert rc == 0, text
     assert "P(success)" in text and "only 6 seeds" in text
@@ -329,9 +329,9 @@ def test_cli_reads_seeds_from_manifest_and_names(tmp_path, capsys):
     assert [s["n_seeds"] for s in report["sizes"]] == [6, 6, 6]
     assert (out / "seeds_toy_acc.png").stat().st_size > 10_000
     # ambiguous metric, unknown task, missing size: exit 2 with a message
-    assert main(["seeds", str(tmp_path / "runs"), "--out", str(out)]) == 2
+    assert main(["seeds", str(tmp_path / "runs"), "--output_path", str(out)]) == 2
     assert "several metrics" in capsys.readouterr().err
-    assert main(["seeds", str(tmp_path / "runs"), "--task", "nope", "--out", str(out)]) == 2
+    assert main(["seeds", str(tmp_path / "runs"), "--task", "nope", "--output_path", str(out)]) == 2
     assert "no task 'nope'" in capsys.readouterr().err
-    assert main(["seeds", str(tmp_path / "runs"), "--metric", "acc", "--out", str(out)]) == 2
+    assert main(["seeds", str(tmp_path / "runs"), "--metric", "acc", "--output_path", str(out)]) == 2
     assert "no parameter count N" in capsys.readouterr().err

@@ -117,7 +117,7 @@ def test_seeds_cli_end_to_end(population):
     root = population
     out = root / "analysis"
     proc = _seeds_cli(root / "runs", "--manifest", root / "manifest.csv", "--metric", "acc", "--n_boot", "500",
-                      "--out", out, cwd=root)
+                      "--output_path", out, cwd=root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "toy_seeds_mc" in proc.stdout and "what these data cannot tell" in proc.stdout
     # 4 seeds per size: the output must say the dip test is nearly powerless there
@@ -163,7 +163,7 @@ def test_seeds_cli_seed_from_model_path_and_size_from_results(population, tmp_pa
 
     root = population
     rc = main(["seeds", str(root / "runs"), "--metric", "acc", "--threshold", "0.5", "--n_boot", "200",
-               "--out", str(tmp_path)])
+               "--output_path", str(tmp_path)])
     assert rc == 0, capsys.readouterr().err[-3000:]
     report = json.loads((tmp_path / "seeds_toy_seeds_mc_acc.json").read_text())
     assert {m["seed_source"] for m in report["models"]} == {"name"}
@@ -181,6 +181,6 @@ def test_seeds_cli_seed_from_model_path_and_size_from_results(population, tmp_pa
     for f in stray.rglob("results_*.json"):  # model_args is a dict or a string: edit the text
         f.write_text(f.read_text().replace("small-seed0", "small-noseed"))
     capsys.readouterr()
-    rc = main(["seeds", str(root / "runs"), str(stray), "--metric", "acc", "--out", str(tmp_path / "o2")])
+    rc = main(["seeds", str(root / "runs"), str(stray), "--metric", "acc", "--output_path", str(tmp_path / "o2")])
     err = capsys.readouterr().err
     assert rc == 2 and "no seed for these runs" in err and "small-noseed" in err

@@ -209,7 +209,7 @@ def test_cli_refuses_a_string_score_naming_the_run(tmp_path, capsys):
     from analysis.cli import main
 
     files = _population(tmp_path / "runs", {"org/lm1-seed2": "0.41", "org/lm2-seed0": "n/a"})
-    rc = main(["seeds", str(tmp_path / "runs"), "--metric", "acc", "--out", str(tmp_path / "out")])
+    rc = main(["seeds", str(tmp_path / "runs"), "--metric", "acc", "--output_path", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert rc == 2
     assert "the score of 'acc' (filter 'none') is not a number in 2 run(s)" in err
@@ -226,9 +226,9 @@ def test_cli_metric_held_only_as_text_is_not_replaced_by_another(tmp_path, capsy
 
     models = [f"org/lm{i}-seed{s}" for i in range(3) for s in range(3)]
     _population(tmp_path / "runs", {m: str(0.3) for m in models})
-    assert main(["seeds", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 2
+    assert main(["seeds", str(tmp_path / "runs"), "--output_path", str(tmp_path / "out")]) == 2
     assert "several metrics ['acc', 'acc_norm']" in capsys.readouterr().err
-    assert main(["seeds", str(tmp_path / "runs"), "--metric", "acc", "--out", str(tmp_path / "out")]) == 2
+    assert main(["seeds", str(tmp_path / "runs"), "--metric", "acc", "--output_path", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "is not a number in 9 run(s)" in err and "org/lm0-seed0 (seed 0, N 1.6e+08)" in err
 
@@ -294,7 +294,7 @@ def test_cli_reads_a_tidy_csv_and_prints_the_warnings(tmp_path, capsys):
     csv = tmp_path / "evals.csv"
     df.rename(columns={"value": "score"}).assign(task="toy").to_csv(csv, index=False)
     out = tmp_path / "out"
-    rc = main(["seeds", str(csv), "--n_boot", "50", "--out", str(out)])
+    rc = main(["seeds", str(csv), "--n_boot", "50", "--output_path", str(out)])
     text = capsys.readouterr().out
     assert rc == 0, text
     assert "separates model sizes, not runs" in text and "P(success) is 0 or 1 at every size" in text
@@ -314,6 +314,6 @@ def test_cli_reads_a_tidy_csv_and_prints_the_warnings(tmp_path, capsys):
     lines[5] = ",".join(cells)
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join(lines) + "\n")
-    assert main(["seeds", str(bad), "--out", str(tmp_path / "out2")]) == 2
+    assert main(["seeds", str(bad), "--output_path", str(tmp_path / "out2")]) == 2
     err = capsys.readouterr().err
     assert f"{bad}:6:" in err and "score" in err

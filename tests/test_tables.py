@@ -380,7 +380,7 @@ def test_seeds_cli_reads_a_csv(tmp_path, capsys):
                          "acc": float(np.clip(rng.normal(0.7 if hi else 0.25, 0.03), 0, 1))})
     csv = _write(pd.DataFrame(rows), tmp_path / "runs.csv")
     out = tmp_path / "out"
-    rc = main(["seeds", str(csv), "--n_boot", "50", "--out", str(out)])
+    rc = main(["seeds", str(csv), "--n_boot", "50", "--output_path", str(out)])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "P(success)" in captured.out and "only 6 seeds" in captured.out
@@ -389,13 +389,13 @@ def test_seeds_cli_reads_a_csv(tmp_path, capsys):
     assert {m["seed_source"] for m in report["models"]} == {"table"}
     assert (out / "seeds_toy_acc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the size variable can be compute (6 * N * tokens here)
-    rc = main(["seeds", str(csv), "--x", "compute", "--n_boot", "0", "--out", str(tmp_path / "o2")])
+    rc = main(["seeds", str(csv), "--x", "compute", "--n_boot", "0", "--output_path", str(tmp_path / "o2")])
     assert rc == 0, capsys.readouterr().err
     report = json.loads((tmp_path / "o2" / "seeds_toy_acc.json").read_text())
     assert report["x"] == "compute" and sorted({m["x"] for m in report["models"]}) == [1.2e14, 1.2e16, 1.2e18]
     # checkpoints: each (size, seed) keeps its last step, with a note
     steps = pd.concat([pd.DataFrame(rows).assign(step=1000, acc=0.2), pd.DataFrame(rows).assign(step=2000)])
-    rc = main(["seeds", str(_write(steps, tmp_path / "steps.csv")), "--n_boot", "0", "--out", str(tmp_path / "o3")])
+    rc = main(["seeds", str(_write(steps, tmp_path / "steps.csv")), "--n_boot", "0", "--output_path", str(tmp_path / "o3")])
     err = capsys.readouterr().err
     assert rc == 0, err
     assert "18 earlier checkpoint(s) left out" in err
@@ -403,7 +403,7 @@ def test_seeds_cli_reads_a_csv(tmp_path, capsys):
     assert len(report["models"]) == 18 and all(m["model"].endswith("@step2000") for m in report["models"])
     # no N and --x N: exit 2 naming the models
     assert main(["seeds", str(_write(pd.DataFrame(rows).drop(columns="params"), tmp_path / "noN.csv")),
-                 "--out", str(out)]) == 2
+                 "--output_path", str(out)]) == 2
     assert "no parameter count N" in capsys.readouterr().err
 
 
@@ -424,7 +424,7 @@ def test_emergence_cli_reads_a_csv(tmp_path, capsys):
                          "n_items": 400, "score": rng.binomial(400, p) / 400})
     csv = _write(pd.DataFrame(rows), tmp_path / "sweep.csv")
     out = tmp_path / "out"
-    rc = main(["emergence", str(csv), "--d0", "1", "--backtest", "--n-boot", "20", "--out", str(out)])
+    rc = main(["emergence", str(csv), "--d0", "1", "--backtest", "--n_boot", "20", "--output_path", str(out)])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "few-shot emergence E(D0=1)" in captured.out and "Emergence backtest" in captured.out
@@ -439,7 +439,7 @@ def test_emergence_cli_reads_a_csv(tmp_path, capsys):
     assert (out / f"emergence_{TASK}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # a table without D: one clear error
     rc = main(["emergence", str(_write(pd.DataFrame(rows).drop(columns="D"), tmp_path / "noD.csv")),
-               "--out", str(tmp_path / "o2")])
+               "--output_path", str(tmp_path / "o2")])
     err = capsys.readouterr().err
     assert rc == 2 and "no column D" in err and "noD.csv" in err
 
@@ -451,7 +451,7 @@ def test_emergence_cli_reads_a_csv(tmp_path, capsys):
 def test_garbage_input_exits_2_with_one_line(tmp_path, capsys, cmd, name, content):
     junk = tmp_path / name
     junk.write_bytes(content)
-    rc = main([cmd, str(junk), "--out", str(tmp_path / "o")])
+    rc = main([cmd, str(junk), "--output_path", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2
     lines = err.strip().splitlines()

@@ -1,4 +1,4 @@
-"""``python -m analysis emergence INPUT... [--manifest M]``: the emergence
+"""``python -m analysis emergence INPUT... [--manifest M] [--output_path DIR]``: the emergence
 law (Snell et al. 2024) from lm-eval result directories or tidy tables.
 
 Reads the results of every model in the manifest (the finetuned checkpoints,
@@ -275,7 +275,7 @@ def emergence_table(results, manifest=None, *, task: str | None = None, metric: 
         if ck in losses:
             continue
         if loss_res is None:
-            loss_res = _metric_rows(res, loss_task, loss_metric, f"pretraining loss (--loss-task {loss_task})") \
+            loss_res = _metric_rows(res, loss_task, loss_metric, f"pretraining loss (--loss_task {loss_task})") \
                 if (res["task"] == loss_task).any() else pd.DataFrame(columns=res.columns)
         hit = loss_res[loss_res["model"] == base_model]
         if hit.empty:
@@ -394,7 +394,7 @@ def _cmd_emergence(args) -> int:
                 return fail(f"{task}: backtest: {exc}")
         print(bt.summary())
         report["backtest"] = bt.to_dict()
-    out = Path(args.out)
+    out = Path(args.output_path)
     out.mkdir(parents=True, exist_ok=True)
     stem = "emergence_" + "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in task)
     (out / f"{stem}.json").write_text(json.dumps(report, indent=2, default=float))
@@ -436,8 +436,10 @@ def _predict_holdout(fit, holdout: pd.DataFrame, d0) -> dict:
 
 def add_parser(subparsers) -> None:
     """Add the ``emergence`` subcommand to ``python -m analysis``."""
-    s = subparsers.add_parser("emergence", help="fit the finetuning emergence law (Snell et al. 2024)",
-                              description=__doc__.split("\n\n")[0])
+    from ..cli import add_command, add_output_path
+
+    s = add_command(subparsers, "emergence", help="fit the finetuning emergence law (Snell et al. 2024)",
+                    description=__doc__)
     s.add_argument("results", nargs="+",
                    help="lm-eval output directories or files, or table files (.csv/.tsv/.parquet/.jsonl/.json: "
                         "model, task, score, D, loss, ...)")
@@ -445,24 +447,26 @@ def add_parser(subparsers) -> None:
                    help="CSV/YAML: model, checkpoint, D (and seed, task, loss, flops); needed for lm-eval "
                         "output, optional for tables")
     s.add_argument("--task", help="the performance task (default: the only one with --metric)")
-    s.add_argument("--metric", default="acc", help="metric[,filter] of the task (default acc)")
-    s.add_argument("--loss-task", default=DEFAULT_LOSS_TASK,
-                   help=f"task whose metric is the pretraining loss L (default {DEFAULT_LOSS_TASK}); "
-                        "used where the manifest has no 'loss'")
-    s.add_argument("--loss-metric", default=DEFAULT_LOSS_METRIC,
-                   help=f"its metric, a per-token NLL in nats (default {DEFAULT_LOSS_METRIC})")
+    s.add_argument("--metric", default="acc", help="metric[,filter] of the task")
+    s.add_argument("--loss_task", "--loss-task", dest="loss_task", default=DEFAULT_LOSS_TASK,
+                   help="task whose metric is the pretraining loss L; used where the manifest has no 'loss'")
+    s.add_argument("--loss_metric", "--loss-metric", dest="loss_metric", default=DEFAULT_LOSS_METRIC,
+                   help="its metric, a per-token NLL in nats")
     s.add_argument("--d0", type=float, help="few-shot limit D0 (>= 1) at which E(D0) is extrapolated")
     s.add_argument("--backtest", action="store_true",
                    help="backtest on the checkpoints before the detected few-shot emergence point")
-    s.add_argument("--backtest-before", type=float, metavar="L",
+    s.add_argument("--backtest_before", "--backtest-before", dest="backtest_before", type=float, metavar="L",
                    help="backtest on the checkpoints with pretraining loss above L (nats)")
-    s.add_argument("--tau", type=float, default=0.05, help="softplus temperature, nats (default 0.05)")
-    s.add_argument("--floor", type=float, help="fix the floor B (e.g. chance accuracy)")
-    s.add_argument("--likelihood", choices=["auto", "binomial", "gaussian"], default="auto")
-    s.add_argument("--n-boot", type=int, default=200, help="bootstrap refits (default 200; 0: Wald)")
+    s.add_argument("--tau", type=float, default=0.05, help="softplus temperature, nats")
+    s.add_argument("--floor", type=float, help="fix the floor B (e.g. chance accuracy; default: fitted)")
+    s.add_argument("--likelihood", choices=["auto", "binomial", "gaussian"], default="auto",
+                   help="auto: binomial where every row says how many items were evaluated (n_items) and the "
+                        "score is a proportion of them, else gaussian (one variance)")
+    s.add_argument("--n_boot", "--n-boot", dest="n_boot", type=int, default=200,
+                   help="bootstrap refits (0: Wald intervals)")
     s.add_argument("--bootstrap", choices=["auto", "checkpoint", "run", "parametric"], default="auto",
                    help="intervals: resample checkpoints (whole runs when the input has a run column), runs, or "
                         "simulate from the fit (parametric); auto picks (see analysis.emergence.law)")
-    s.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    s.add_argument("--out", default="analysis_out", help="directory for JSON and PNG")
+    s.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap")
+    add_output_path(s, "analysis_out", "directory for JSON and PNG")
     s.set_defaults(fn=_cmd_emergence)

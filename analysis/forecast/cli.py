@@ -1,4 +1,4 @@
-"""``python -m analysis backtest TABLE_OR_DIR... --x X [--y COLUMN] [--law auto|passuntil|...] [--task T] --out DIR``
+"""``python -m analysis backtest TABLE_OR_DIR... --x X [--y COLUMN] [--law auto|passuntil|...] [--tasks T1,T2] --output_path DIR``
 
 The tool's own track record on your ladder.  If the table has a ``split``
 column (``train`` / ``holdout``), the forecast is fitted on the train models
@@ -74,10 +74,10 @@ def _cmd_backtest(args) -> int:
                              "by their forward-chaining record (leave --law at auto)")
         df = load_ladder(args.inputs, manifest=args.manifest, x=args.x, metric=args.metric)
         if on_loss:
-            report, details = backtest_loss_table(df, x_name=args.x, via=args.via, tasks=args.task,
+            report, details = backtest_loss_table(df, x_name=args.x, via=args.via, tasks=args.tasks,
                                                   chance=args.chance, y=args.y, max_origins=args.max_origins)
         else:
-            report, details = backtest_table(df, x_name=args.x, law=args.law, tasks=args.task, chance=args.chance,
+            report, details = backtest_table(df, x_name=args.x, law=args.law, tasks=args.tasks, chance=args.chance,
                                              y=args.y, max_origins=args.max_origins)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -135,14 +135,15 @@ def _json_default(v):
 
 def add_parser(subparsers) -> None:
     """Add the ``backtest`` subcommand (see the module docstring)."""
+    from ..cli import add_command, add_list_argument, add_output_path
     from .backtest import LAWS
 
-    s = subparsers.add_parser("backtest", help="the forecast's own track record on a ladder",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s = add_command(subparsers, "backtest", help="the forecast's own track record on a ladder of models",
+                    description=__doc__)
     s.add_argument("inputs", nargs="+", help="tidy tables (CSV, parquet, JSONL) and/or lm-eval output directories")
     s.add_argument("--x", default="N", help="scale: N, compute (6 N tokens when not given), tokens, or a column; "
                                             "a loss column (its name says loss, bpb, nll or ppl) predicts the "
-                                            "score from the model's loss (default: %(default)s)")
+                                            "score from the model's loss")
     s.add_argument("--via", metavar="LOSS",
                    help="two-step chain: predict the holdout models' LOSS column from --x (Chinchilla's "
                         "L(N, D) when the table has N and tokens, else L = E + A x^-a), then the score from "
@@ -150,14 +151,12 @@ def add_parser(subparsers) -> None:
     s.add_argument("--y", help="a column to forecast as the score (default: PassUntil counts, else score)")
     s.add_argument("--law", default="auto", choices=sorted(LAWS),
                    help="auto: the law, a local line and a constant weighted by forward-chaining record; "
-                        "passuntil: the law alone (default: %(default)s)")
-    s.add_argument("--task", nargs="*", help="only these tasks")
-    s.add_argument("--metric", help="the metric when results hold several (e.g. acc)")
+                        "passuntil: the law alone")
+    add_list_argument(s, "--tasks", metavar="TASK", help="only these tasks, comma-separated (default: every task)")
+    s.add_argument("--metric", help="metric[,filter] when results hold several (default: acc where a task has it, else its only metric)")
     s.add_argument("--chance", type=float, help="chance floor of a multiple-choice score (default: the table's "
                                                 "chance column, else known lm-eval tasks, else 0)")
     s.add_argument("--manifest", help="CSV/YAML joined on model: N, tokens, compute, seed, split, ...")
-    s.add_argument("--max_origins", type=int, default=12,
-                   help="forward chaining: at most this many origins (default: %(default)s)")
-    s.add_argument("--output_path", "--out", dest="output_path", default="backtest_out",
-                   help="directory for backtest.json and the plots (default: %(default)s)")
+    s.add_argument("--max_origins", type=int, default=12, help="forward chaining: at most this many origins")
+    add_output_path(s, "backtest_out", "directory for backtest.json and the plots")
     s.set_defaults(fn=_cmd_backtest)

@@ -1,10 +1,10 @@
-"""``python -m analysis seeds INPUT... [--manifest M] [--task T] [--metric acc] [--x N] [--threshold X]``
+"""``python -m analysis seeds INPUT... [--manifest M] [--task T] [--metric acc] [--x N] [--threshold X] [--alpha 0.05]``
 
 Distributions of one metric across training seeds, per model size (Zhao et
 al. 2025): reads lm-eval results and/or tidy tables (one run = one model = one
 size and seed), prints the per-size table of
 :func:`analysis.seeds.seed_distributions`, and writes
-``seeds_<task>_<metric>.json`` and ``.png`` into ``--out``.
+``seeds_<task>_<metric>.json`` and ``.png`` into ``--output_path``.
 
 Inputs (:func:`analysis.ingest.load`): lm-eval output directories or results
 files, and table files (.csv, .csv.gz, .tsv, .parquet, .jsonl, .json) with
@@ -289,13 +289,13 @@ def _cmd_seeds(args) -> int:
         for n in notes:
             print(f"note: {n}", file=sys.stderr)
         res = seed_distributions(runs, value="value", size="x", seed="seed", threshold=args.threshold,
-                                 n_boot=args.n_boot, level=args.level, random_state=args.random_state)
+                                 n_boot=args.n_boot, level=args.alpha, random_state=args.seed)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     task, metric, filt = runs["task"].iloc[0], runs["metric"].iloc[0], runs["filter"].iloc[0]
     res.value_name = metric
-    out = Path(args.out)
+    out = Path(args.output_path)
     out.mkdir(parents=True, exist_ok=True)
     print(f"== {task}: {metric} (filter {filt}), {len(runs)} runs"
           + (f"; size = {args.x} (shown as N)" if args.x != "N" else ""))
@@ -313,23 +313,28 @@ def _cmd_seeds(args) -> int:
 
 def add_parser(subparsers) -> None:
     """Add the ``seeds`` subcommand (see the module docstring)."""
-    s = subparsers.add_parser("seeds", help="distributions of a metric across training seeds, per size",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from ..cli import add_command, add_output_path
+
+    s = add_command(subparsers, "seeds", help="distributions of a metric across training seeds, per size",
+                    description=__doc__)
     s.add_argument("results", nargs="+",
                    help="lm-eval output directories or results files (one model per run), or table files "
                         "(.csv/.tsv/.parquet/.jsonl/.json: model, N, seed, task, score)")
     s.add_argument("--manifest", help="CSV/YAML: model, N, seed (seed may instead be in the model name)")
     s.add_argument("--x", default="N", metavar="N|compute|tokens|COLUMN",
-                   help="the size variable the runs are grouped by (default N; compute = 6*N*tokens "
-                        "where a table has no compute)")
-    s.add_argument("--step", type=float, help="use the checkpoints at this step (tables with a step column)")
+                   help="the size variable the runs are grouped by (compute = 6*N*tokens where a table has no "
+                        "compute)")
+    s.add_argument("--step", type=float,
+                   help="use the checkpoints at this step (tables with a step column; default: each run's last)")
     s.add_argument("--task", help="the task (needed when the results hold several)")
     s.add_argument("--metric", help="the metric, e.g. acc (needed when the task reports several)")
     s.add_argument("--filter", help="lm-eval filter of the metric, e.g. none (needed when there are several)")
     s.add_argument("--threshold", type=float, default=None,
-                   help="success = value >= this; default: antimode of the pooled 2-component mixture")
-    s.add_argument("--level", type=float, default=0.05, help="1 - interval coverage, and the tests' level")
-    s.add_argument("--n_boot", type=int, default=2000, help="bootstrap resamples")
-    s.add_argument("--random_state", type=int, default=0, help="seed of the bootstrap and permutations")
-    s.add_argument("--out", default="analysis_out", help="directory for JSON and PNG")
+                   help="success = value >= this (default: antimode of the pooled 2-component mixture)")
+    s.add_argument("--alpha", type=float, default=0.05,
+                   help="significance level of the tests; intervals cover 1 - alpha")
+    s.add_argument("--n_boot", "--n-boot", dest="n_boot", type=int, default=2000, help="bootstrap resamples")
+    s.add_argument("--seed", "--random_state", dest="seed", type=int, default=0,
+                   help="random seed of the bootstrap and permutations")
+    add_output_path(s, "analysis_out", "directory for JSON and PNG")
     s.set_defaults(fn=_cmd_seeds)

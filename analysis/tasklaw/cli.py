@@ -1,4 +1,4 @@
-"""``python -m analysis scaling TABLE_OR_DIR... [--x N|compute|tokens|COLUMN] [--task T] [--predict X...] [--holdout X...]``
+"""``python -m analysis scaling TABLE_OR_DIR... [--x N|compute|tokens|COLUMN] [--tasks T1,T2] [--predict X1,X2] [--holdout X1,X2]``
 
 Fits the PassUntil task scaling law PU(N) = exp(-c N^-alpha) to per-instance
 counts (lm-eval result directories with PassUntil samples, or tidy tables
@@ -7,8 +7,8 @@ the fit and a PNG plot per task into ``--output_path``.
 
 For every task it prints:
 
-- the law's fit (``analysis.tasklaw.fit_task_law``; ``--level instance`` is
-  the hierarchical fit that partially pools instances);
+- the law's fit (``analysis.tasklaw.fit_task_law``; ``--fit_level instance``
+  is the hierarchical fit that partially pools instances);
 - the forecast (``analysis.forecast``): the verdict (follows the law / bends /
   no usable trend) and, for ``--predict`` and ``--holdout``, predictions with
   95% intervals for a new model, calibrated on the ladder by forward
@@ -19,10 +19,10 @@ For every task it prints:
   ``--predict`` sizes;
 - the paper's alternatives (two-circuit, multi-step) compared by QAIC.
 
-``--holdout`` takes x values (or model names) to leave out of every fit;
-their predictions are in the JSON's ``predictions`` list, shaped as in
-``python -m analysis backtest``.  Several models per size (seeds,
-checkpoints) are separate models: each keeps its own instances.
+``--holdout`` takes x values (or model names), comma-separated, to leave
+out of every fit; their predictions are in the JSON's ``predictions`` list,
+shaped as in ``python -m analysis backtest``.  Several models per size
+(seeds, checkpoints) are separate models: each keeps its own instances.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def _cmd_scaling(args) -> int:
         print("error: no PassUntil counts (instance, n, c) found; for scores use python -m analysis backtest",
               file=sys.stderr)
         return 2
-    tasks = sorted(df["task"].unique()) if not args.task else [args.task]
+    tasks = sorted(df["task"].unique()) if not args.tasks else list(dict.fromkeys(args.tasks))
     missing = [t for t in tasks if t not in set(df["task"])]
     if missing:
         print(f"error: task(s) {missing} not found; available: {sorted(df['task'].unique())}", file=sys.stderr)
@@ -99,14 +99,14 @@ def _cmd_scaling(args) -> int:
             return 2
         train, held = d[~held_mask], d[held_mask]
         print(f"== {task}  (x = {args.x})")
-        report = {"task": task, "x": args.x, "level": args.level, "method": args.method}
+        report = {"task": task, "x": args.x, "level": args.fit_level, "method": args.method}
         try:
             with warnings.catch_warnings():
                 # several models per size keep their own instances: the
                 # "different instance sets per size" warning does not apply
                 if train.groupby("x")["model"].nunique().max() > 1:
                     warnings.simplefilter("ignore", UserWarning)
-                fit = fit_task_law(_law_table(train), level=args.level, method=args.method)
+                fit = fit_task_law(_law_table(train), level=args.fit_level, method=args.method)
             print(fit.summary())
             report["fit"] = fit.to_dict()
         except ValueError as exc:
@@ -156,16 +156,16 @@ def _cmd_scaling(args) -> int:
                 bb = fit_beta_binomial_trend(_law_table(train))
             report["beta_binomial"] = bb.to_dict()
             if args.predict:
-                bp = bb.predict(np.asarray(args.predict, float), k=tuple(args.k))
+                bp = bb.predict(np.asarray(args.predict, float), k=tuple(args.pass_at_k))
                 print("beta-binomial across instances (pass@k, never solved@k) at the --predict sizes:")
-                cols = ["N", "mean"] + [f"pass@{k}" for k in args.k] + [f"never_solved@{k}" for k in args.k]
+                cols = ["N", "mean"] + [f"pass@{k}" for k in args.pass_at_k] + [f"never_solved@{k}" for k in args.pass_at_k]
                 print(bp[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
                 report["beta_binomial_predictions"] = json.loads(bp.to_json(orient="records"))
         except (ValueError, np.linalg.LinAlgError) as exc:
             print(f"beta-binomial: not fitted ({exc})")
         if train["x"].nunique() >= 3 and args.n_boot >= 0:
             try:
-                comp = compare_curves(_law_table(train), n_boot=args.n_boot, progress=True)
+                comp = compare_curves(_law_table(train), n_boot=args.n_boot, random_state=args.seed, progress=True)
                 print(comp.summary())
                 report["curve_comparison"] = comp.to_dict()
             except ValueError as exc:
@@ -184,25 +184,29 @@ def _cmd_scaling(args) -> int:
 
 def add_parser(subparsers) -> None:
     """Add the ``scaling`` subcommand (see the module docstring)."""
-    s = subparsers.add_parser("scaling", help="fit the PassUntil task scaling law",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from ..cli import add_command, add_list_argument, add_output_path
+
+    s = add_command(subparsers, "scaling", help="fit the PassUntil task scaling law and forecast larger models",
+                    description=__doc__)
     s.add_argument("results", nargs="+", help="lm-eval output directories or files, or tidy tables (CSV, parquet, JSONL)")
     s.add_argument("--manifest", help="CSV/YAML: model, N (and tokens, flops, loss, seed, ...)")
-    s.add_argument("--x", default="N", help="scale: N, compute (6 N tokens when not given), tokens or a column "
-                                            "(default: %(default)s)")
-    s.add_argument("--task", help="only this task")
-    s.add_argument("--predict", type=float, nargs="*", default=[], help="x values to predict")
-    s.add_argument("--holdout", nargs="*", default=[], help="x values or model names to leave out and predict")
-    s.add_argument("--k", type=int, nargs="*", default=[1, 10, 100],
-                   help="pass@k and never-solved@k of the beta-binomial view (default: %(default)s)")
-    s.add_argument("--level", choices=["instance", "task"], default="task",
+    s.add_argument("--x", default="N", help="scale: N, compute (6 N tokens when not given), tokens or a column")
+    add_list_argument(s, "--tasks", metavar="TASK",
+                      help="only these tasks, comma-separated (default: every task with PassUntil counts)")
+    add_list_argument(s, "--predict", item_type=float, default=[], metavar="X",
+                      help="x values to predict, comma-separated")
+    add_list_argument(s, "--holdout", default=[], metavar="X",
+                      help="x values or model names to leave out and predict, comma-separated")
+    add_list_argument(s, "--pass_at_k", "--k", item_type=int, default=[1, 10, 100], metavar="K",
+                      help="k of pass@k and never-solved@k in the beta-binomial view, comma-separated")
+    s.add_argument("--fit_level", choices=["instance", "task"], default="task",
                    help="the law's fit: task (one law for the task PU) or instance (hierarchical, partially pooled "
-                        "instances) (default: %(default)s)")
+                        "instances)")
     s.add_argument("--method", choices=["glm", "ls"], default="glm",
-                   help="glm or the paper's least squares (task level) (default: %(default)s)")
+                   help="glm or the paper's least squares (task level)")
     s.add_argument("--n_boot", "--n-boot", dest="n_boot", type=int, default=199,
                    help="bootstrap simulations for the law-vs-two-circuit test (0: compare by QAIC only; "
-                        "-1: skip the comparison) (default: %(default)s)")
-    s.add_argument("--output_path", "--out", dest="output_path", default="analysis_out",
-                   help="directory for JSON and PNG (default: %(default)s)")
+                        "-1: skip the comparison)")
+    s.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap simulations")
+    add_output_path(s, "analysis_out", "directory for JSON and PNG")
     s.set_defaults(fn=_cmd_scaling)
