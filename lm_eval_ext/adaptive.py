@@ -135,6 +135,10 @@ class AdaptiveState:
         self.round = 0
         self.chunks_done: list[int] = []  # chunk indices finished within the current round
         self.finished = False
+        # Where the finished run's outputs are (file names relative to the
+        # model's output directory), recorded before they are written: a rerun
+        # of a finished run then writes nothing new.
+        self.outputs: dict | None = None
 
     # ----------------------------------------------------------- planning
     @property
@@ -263,7 +267,7 @@ class AdaptiveState:
     def to_json(self) -> dict:
         return {"version": STATE_VERSION, "rule": dataclasses.asdict(self.rule), "seed": self.seed,
                 "settings": self.settings, "info": self.info, "round": self.round, "chunks_done": self.chunks_done,
-                "finished": self.finished,
+                "finished": self.finished, "outputs": self.outputs,
                 "instances": {str(d): dataclasses.asdict(i) for d, i in sorted(self.instances.items())}}
 
     @classmethod
@@ -276,6 +280,8 @@ class AdaptiveState:
         self.round = int(data["round"])
         self.chunks_done = [int(c) for c in data.get("chunks_done", [])]
         self.finished = bool(data.get("finished"))
+        outputs = data.get("outputs")
+        self.outputs = dict(outputs) if isinstance(outputs, Mapping) else None
         return self
 
     def save(self, path: str | os.PathLike) -> None:

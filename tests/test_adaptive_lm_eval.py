@@ -28,11 +28,18 @@ def cmd(model_dir, tasks, out):
     return [sys.executable, "-m", "lm_eval_ext", "passuntil", "--model", "hf",
             "--model_args", f"pretrained={model_dir},dtype=float32", "--device", "cpu", "--batch_size", "32",
             "--tasks", "toy_passuntil", "--include_path", str(tasks), "--output_path", str(out),
-            "--r", "2", "--cap", "512", "--first", "4", "--chunk_samples", "8", "--pass_at_k", "1,4"]
+            "--r", "2", "--cap", "512", "--first", "4", "--chunk_samples", "8", "--pass_at_k", "1,4",
+            "--log_samples"]
 
 
-def outcomes(out):
-    state = json.loads((out / "passuntil_state.json").read_text())
+def state_file(out, model_dir):
+    from lm_eval_ext.adaptive_runner import state_path
+
+    return state_path(out, "toy_passuntil", "hf", f"pretrained={model_dir},dtype=float32")
+
+
+def outcomes(out, model_dir):
+    state = json.loads(state_file(out, model_dir).read_text())
     return {d: i["outcomes"] for d, i in state["instances"].items()}, state
 
 
@@ -42,18 +49,18 @@ def test_kill_and_resume_through_lm_eval(tiny_model_dir, tmp_path):
     ref = tmp_path / "ref"
     done = subprocess.run(cmd(tiny_model_dir, tasks, ref), env=offline_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    ref_out, ref_state = outcomes(ref)
+    ref_out, ref_state = outcomes(ref, tiny_model_dir)
     assert ref_state["finished"]
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen(cmd(tiny_model_dir, tasks, killed), env=offline_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    state_file = killed / "passuntil_state.json"
+    state = state_file(killed, tiny_model_dir)
     deadline = time.time() + 300
     try:
         while time.time() < deadline:
-            if state_file.exists():
-                st = json.loads(state_file.read_text())
+            if state.exists():
+                st = json.loads(state.read_text())
                 if (st["round"] >= 1 or st["chunks_done"]) and not st["finished"]:
                     break
                 if st["finished"]:
@@ -64,22 +71,24 @@ def test_kill_and_resume_through_lm_eval(tiny_model_dir, tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    part, part_state = outcomes(killed)
+    part, part_state = outcomes(killed, tiny_model_dir)
     assert not part_state["finished"] and 0 < sum(map(len, part.values())) < sum(map(len, ref_out.values()))
 
     again = subprocess.run(cmd(tiny_model_dir, tasks, killed), env=offline_env(), capture_output=True, text=True,
                            timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    resumed, state = outcomes(killed)
+    assert "resuming toy_passuntil at round" in again.stderr
+    resumed, state = outcomes(killed, tiny_model_dir)
     assert resumed == ref_out  # same samples, same verdicts, same order
     assert state["finished"]
     # The stop reasons make sense: the impossible instance ran to the cap.
     assert state["instances"]["3"]["stop"] == "cap" and len(resumed["3"]) == 512
     assert any(i["stop"] == "r_passes" for i in state["instances"].values())
 
-    # Results and samples in lm-eval's format for the whole run.
+    # Results and samples in lm-eval's format and layout for the whole run.
     res_files = list(killed.rglob("results_*.json"))
     assert len(res_files) == 1
+    assert res_files[0].parent == killed / str(tiny_model_dir).replace("/", "__")
     res = json.loads(res_files[0].read_text())
     m = res["results"]["toy_passuntil"]
     assert m["n_samples,passuntil"] == sum(map(len, ref_out.values()))
@@ -99,7 +108,12 @@ def test_kill_and_resume_through_lm_eval(tiny_model_dir, tmp_path):
             assert x["pu"] == pytest.approx(1 / (k - 1))
     assert lines[3]["pu_censored"] == 1 and lines[3]["pu_interval"][0] == 0.0
 
-    # Rerunning a finished run only rewrites the outputs; other settings are refused.
+    # Rerunning a finished run writes nothing; other settings are refused.
+    files = {p: p.stat().st_mtime_ns for p in killed.rglob("*")}
+    rerun = subprocess.run(cmd(tiny_model_dir, tasks, killed), env=offline_env(), capture_output=True, text=True,
+                           timeout=300)
+    assert rerun.returncode == 0 and f"already complete: {res_files[0]}" in rerun.stderr
+    assert {p: p.stat().st_mtime_ns for p in killed.rglob("*")} == files
     other = cmd(tiny_model_dir, tasks, killed)
     other[other.index("--r") + 1] = "3"
     refused = subprocess.run(other, env=offline_env(), capture_output=True, text=True, timeout=300)

@@ -73,7 +73,9 @@ def test_fewshot_prompt_is_fixed_per_document_across_rounds(tmp_path):
     # the demonstrations are real few-shot examples, not the document itself
     for doc, (prompt,) in by_doc.items():
         assert prompt.count("Q: ") == 4 and f"Q: {doc}\nA: a" not in prompt
-    state = json.loads((tmp_path / "out" / "passuntil_state.json").read_text())
+    from lm_eval_ext.adaptive_runner import state_path
+
+    state = json.loads(state_path(tmp_path / "out", "toy_fewshot", lm).read_text())
     ks = {int(d): i["outcomes"] for d, i in state["instances"].items()}
     # the scripted passes arrive in sampling order (a round may draw past
     # the first pass)

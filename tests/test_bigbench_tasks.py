@@ -377,7 +377,7 @@ def test_adaptive_sampler_runs_a_bigbench_task(bb_dir, tmp_path, no_env_report):
     stops after r passes; one never answered right runs to the cap, censored."""
     from analysis.ingest import read_instances
     from lm_eval_ext.adaptive import StopRule
-    from lm_eval_ext.adaptive_runner import run_adaptive
+    from lm_eval_ext.adaptive_runner import run_adaptive, state_path
 
     bb._load_cached.cache_clear()
     prompts = _prompt_map(str(bb_dir), ["passuntil_emoji_movie"])
@@ -385,10 +385,11 @@ def test_adaptive_sampler_runs_a_bigbench_task(bb_dir, tmp_path, no_env_report):
     docs = {d["bigbench_index"]: (pos, d) for pos, (_, d, _) in enumerate(prompts.values())}
     want = {("passuntil_emoji_movie", i): (10**6 if i % 2 == 0 else 0) for i in docs}
     out = tmp_path / "pu"
-    res = run_adaptive("passuntil_emoji_movie", _scripted_lm(prompts, want), output_path=out,
+    lm = _scripted_lm(prompts, want)
+    res = run_adaptive("passuntil_emoji_movie", lm, output_path=out,
                        rule=StopRule(r=2, cap=16, first=4), include_path=task_dir(), limit=5,
                        metadata={"bigbench_source": str(bb_dir)}, ks=(1,), progress=False)
-    state = json.loads((out / "passuntil_state.json").read_text())
+    state = json.loads(state_path(out, "passuntil_emoji_movie", lm).read_text())
     assert state["finished"]
     for pos, d in docs.values():
         inst = state["instances"][str(pos)]
