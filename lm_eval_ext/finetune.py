@@ -36,6 +36,17 @@ log = logging.getLogger(__name__)
 
 RECORD_NAME = "finetune.json"
 
+#: Tasks outside :mod:`lm_eval_ext.emergence_data` whose examples the caller
+#: supplies (``finetune(..., examples=...)``, ``run_sweep(..., examples=...)``):
+#: name -> the lm-eval task that scores them (the manifest's ``task`` column).
+#: The emergence lab registers its synthetic tasks here.
+EXTERNAL_TASKS: dict[str, str] = {}
+
+
+def register_external_task(name: str, lm_eval_task: str | None = None) -> None:
+    """Allow ``FinetuneConfig(task=name)`` for a task whose examples the caller supplies."""
+    EXTERNAL_TASKS[name] = lm_eval_task or name
+
 
 @dataclass(frozen=True)
 class FinetuneConfig:
@@ -62,7 +73,8 @@ class FinetuneConfig:
     lora_target: tuple[str, ...] | None = None
 
     def __post_init__(self):
-        get_format(self.task)  # unknown task: ValueError
+        if self.task not in EXTERNAL_TASKS:
+            get_format(self.task)  # unknown task: ValueError
         checks = [("D", self.D, 1), ("batch_size", self.batch_size, 1), ("grad_accum", self.grad_accum, 1),
                   ("max_length", self.max_length, 2), ("lora_r", self.lora_r, 1)]
         for name, v, lo in checks:
@@ -170,6 +182,8 @@ def finetune(base: str | os.PathLike, out_dir: str | os.PathLike, config: Finetu
     if out_dir.exists():
         raise FileExistsError(f"{out_dir} exists: finetuning writes a new directory")
     if examples is None:
+        if config.task in EXTERNAL_TASKS:
+            raise ValueError(f"task {config.task!r} has no built-in training data: pass examples=")
         examples = training_examples(config.task, config.D, seed=config.seed if config.sample == "random" else None,
                                      source=data_source)
     if len(examples) != config.D:

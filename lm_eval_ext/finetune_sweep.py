@@ -45,7 +45,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .adaptive import write_text_atomic
-from .finetune import FinetuneConfig, finetune, read_record
+from .finetune import EXTERNAL_TASKS, FinetuneConfig, finetune, read_record
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def _check_record(rec: dict, ck: Checkpoint, cfg: FinetuneConfig, where: Path) -
 
 
 def _manifest_rows(out_dir: Path, checkpoints: list[Checkpoint], task: str) -> list[dict]:
-    lm_eval_task = f"emergence_{task}"
+    lm_eval_task = EXTERNAL_TASKS.get(task) or f"emergence_{task}"
     rows = []
     for ck in checkpoints:
         base = {"model": ck.model, "checkpoint": ck.label, "D": 0, "seed": "", "task": lm_eval_task, **ck.facts}
@@ -185,9 +185,12 @@ class SweepReport:
 
 def run_sweep(checkpoints: list[Checkpoint], Ds: list[int], out_dir: str | os.PathLike, config: FinetuneConfig,
               *, seeds: tuple[int, ...] = (0,), data_source: str | None = None, progress: bool = True,
-              dtype: str = "float32") -> SweepReport:
+              dtype: str = "float32", examples=None) -> SweepReport:
     """Finetune each checkpoint on each D and seed (``config``'s D and seed are
-    replaced), skipping finished runs; write ``out_dir/manifest_<task>.csv``."""
+    replaced), skipping finished runs; write ``out_dir/manifest_<task>.csv``.
+    ``examples``: optional ``f(config) -> list[Example]`` supplying each run's
+    data (for tasks registered with
+    :func:`lm_eval_ext.finetune.register_external_task`)."""
     from accelerate import PartialState
     from tqdm.auto import tqdm
 
@@ -229,7 +232,8 @@ def run_sweep(checkpoints: list[Checkpoint], Ds: list[int], out_dir: str | os.Pa
             _check_record(rec, ck, cfg, d)
             report.skipped.append(d)
             continue
-        finetune(ck.model, d, cfg, data_source=data_source, progress=progress, dtype=dtype)
+        finetune(ck.model, d, cfg, data_source=data_source, progress=progress, dtype=dtype,
+                 examples=examples(cfg) if examples is not None else None)
         report.trained.append(d)
         if main:
             write_manifest(manifest, _manifest_rows(out_dir, checkpoints, config.task))

@@ -44,6 +44,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n_test", type=int, help="instances per test set")
     p.add_argument("--no_cli_check", action="store_true",
                    help="do not also score the held-out model through the lm_eval CLI")
+    g = p.add_argument_group("finetuning leg (--finetune): predict few-shot emergence of the long task by "
+                             "finetuning the smaller checkpoints (Snell et al. 2024)")
+    g.add_argument("--finetune", action="store_true",
+                   help="after the smaller sizes, finetune them on D examples of --ft_task, fit the emergence law "
+                   "and write finetune_prediction.json (E(D0)) before the largest size is trained")
+    g.add_argument("--ft_task", help="the task to finetune on (default lab_add_long)")
+    g.add_argument("--ft_calibration_task",
+                   help="task D0 is calibrated on, one that emerges few-shot (default lab_add; 'none': fixed D0)")
+    g.add_argument("--ft_D", help="comma-separated D values (>= 3; default 64,256,1024,4096)")
+    g.add_argument("--ft_seeds", help="ladder seeds whose checkpoints are finetuned, comma-separated or 'all' "
+                   "(default: the first seed)")
+    g.add_argument("--ft_lr", type=float, help="finetuning learning rate (default 1e-3)")
+    g.add_argument("--ft_epochs", type=float, help="epochs over the D examples (default 10)")
+    g.add_argument("--ft_min_steps", type=int, help="optimiser steps at least (default 50)")
+    g.add_argument("--ft_batch_size", type=int, help="finetuning batch size (default 32)")
+    g.add_argument("--ft_n_eval", type=int, help="items each model is scored on (default 256)")
+    g.add_argument("--ft_d0", type=float, help="a fixed D0 (>= 1) instead of the calibration")
+    g.add_argument("--ft_boot", type=int, help="bootstrap refits of the law (default 200)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0, mps")
     p.add_argument("--workers", type=int, default=2, help="models trained / scored in parallel on CPU")
     a = p.parse_args(argv)
@@ -76,13 +94,47 @@ def main(argv: list[str] | None = None) -> int:
         changes["budget"] = a.budget or None
     try:
         cfg = dataclasses.replace(cfg, **changes)
+        leg = finetune_config(a, cfg) if a.finetune else None
         t0 = time.time()
-        run_lab(a.out, cfg, device=a.device, workers=a.workers)
+        run_lab(a.out, cfg, device=a.device, workers=a.workers, finetune=leg)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"[lab] done in {time.time() - t0:.0f} s", flush=True)
     return 0
+
+
+def finetune_config(a, cfg):
+    """The finetuning leg's settings from the ``--ft_*`` options."""
+    from .finetune_leg import FinetuneLegConfig, quick_leg_config
+
+    leg = quick_leg_config() if a.quick else FinetuneLegConfig()
+    ch = {}
+    if a.ft_task:
+        ch["task"] = a.ft_task
+    if a.ft_calibration_task:
+        ch["calibration_task"] = None if a.ft_calibration_task.lower() == "none" else a.ft_calibration_task
+    if a.ft_D:
+        try:
+            ch["Ds"] = tuple(sorted({int(x) for x in a.ft_D.split(",") if x.strip()}))
+        except ValueError:
+            raise ValueError(f"--ft_D: {a.ft_D!r} is not a comma-separated list of integers") from None
+    if a.ft_seeds:
+        if a.ft_seeds.strip().lower() == "all":
+            ch["seeds"] = tuple(cfg.seeds)
+        else:
+            try:
+                ch["seeds"] = tuple(int(x) for x in a.ft_seeds.split(",") if x.strip())
+            except ValueError:
+                raise ValueError(f"--ft_seeds: {a.ft_seeds!r} is not 'all' or a list of seeds") from None
+    for opt, key in (("ft_lr", "lr"), ("ft_epochs", "epochs"), ("ft_min_steps", "min_steps"),
+                     ("ft_batch_size", "batch_size"), ("ft_n_eval", "n_eval"), ("ft_d0", "d0"),
+                     ("ft_boot", "n_boot")):
+        if getattr(a, opt) is not None:
+            ch[key] = getattr(a, opt)
+    leg = dataclasses.replace(leg, **ch)
+    leg.base_seeds(cfg.seeds)
+    return leg
 
 
 if __name__ == "__main__":

@@ -13,6 +13,14 @@ Stages (each resumable; a rerun skips what is finished):
 4. train and score the largest size; compare observed with predicted;
 5. the seed-distribution analysis (``analysis.seeds``);
 6. ``report.md`` with PNG plots (:mod:`.report`).
+
+With ``finetune=`` (``--finetune``) the finetuning leg
+(:mod:`.finetune_leg`) runs between 3 and 4: the smaller checkpoints are
+finetuned on D examples of the length-generalisation task, the emergence law
+(Snell et al. 2024) is fitted and its few-shot emergence point ``E(D0)`` is
+written to ``finetune_prediction.json``, also before the largest model is
+trained; after 4 it is checked against the largest model's loss and
+few-shot score.
 """
 
 from __future__ import annotations
@@ -331,14 +339,22 @@ def seed_stage(models: pd.DataFrame, cfg: LabConfig) -> dict:
 
 # ---------------------------------------------------------------- the whole run
 
-def run_lab(out: str | os.PathLike, cfg: LabConfig = LabConfig(), *, device: str = "cpu", workers: int = 2) -> dict:
+def run_lab(out: str | os.PathLike, cfg: LabConfig = LabConfig(), *, device: str = "cpu", workers: int = 2,
+            finetune=None) -> dict:
     """Run (or continue) the lab in ``out``; returns the outcome dict also
-    written to ``out/outcome.json``, and writes ``out/report.md``."""
+    written to ``out/outcome.json``, and writes ``out/report.md``.
+    ``finetune``: a :class:`~.finetune_leg.FinetuneLegConfig` to run the
+    finetuning leg too (None: the lab without it)."""
     from .report import write_report
 
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     check_config(out, cfg)
+    if finetune is not None:
+        from . import finetune_leg
+
+        finetune.base_seeds(cfg.seeds)  # unknown seeds: fail before any work
+        finetune_leg.check_leg_config(out, finetune)
     root = out / "models"
     small, largest = list(cfg.sizes[:-1]), cfg.sizes[-1]
     timings = {}
@@ -357,6 +373,17 @@ def run_lab(out: str | os.PathLike, cfg: LabConfig = LabConfig(), *, device: str
     if p:
         print(f"[lab] 3/5 predicted {cfg.primary_task} PU of {largest.name} (N={prediction['N']:.0f}) before "
               f"training it: {p['pu']:.4g} [{p['lower']:.4g}, {p['upper']:.4g}] -> {out / PREDICTION_FILE}",
+              flush=True)
+    ft_prediction = None
+    if finetune is not None:
+        print(f"[lab] 3/5 finetuning leg: the smaller checkpoints finetuned on D = "
+              f"{', '.join(str(d) for d in sorted(set(finetune.Ds)))} examples of {finetune.task}", flush=True)
+        stamp("finetune_leg_start")
+        ft_prediction = finetune_leg.before_largest(out, cfg, finetune, device=device, workers=workers)
+        stamp("finetune_leg_done")
+        e = ft_prediction.get("few_shot_emergence") or {}
+        print(f"[lab]     predicted few-shot emergence of {finetune.task}: E(D0={ft_prediction['d0']:.3g}) = "
+              f"{_fmt_e(e)} nats; verdict: {ft_prediction.get('verdict')} -> {out / finetune_leg.PREDICTION_FILE}",
               flush=True)
     print(f"[lab] 4/5 training and scoring the largest size {largest.name}", flush=True)
     train_stage(root, [largest], cfg, device=device, workers=workers)
@@ -377,12 +404,32 @@ def run_lab(out: str | os.PathLike, cfg: LabConfig = LabConfig(), *, device: str
     doc = {"primary_task": cfg.primary_task, "largest": largest.name, "N_largest": n_largest,
            "prediction_written_at": prediction["written_at"], "tasks": result, "lm_eval_cli": cli,
            "this_invocation": timings}
+    ft = None
+    if finetune is not None:
+        ft = finetune_leg.after_largest(out, cfg, finetune, ft_prediction, doc)
+        doc["finetune"] = {k: v for k, v in ft.items() if not k.startswith("_")}
+        _print_finetune_check(ft)
     write_json_atomic(out / OUTCOME_FILE, doc)
     models.to_csv(out / "per_model_pu.csv", index=False)
-    report = write_report(out, cfg, df, models, prediction, doc, seeds)
+    report = write_report(out, cfg, df, models, prediction, doc, seeds,
+                          finetune=None if ft is None else (finetune, ft_prediction, ft))
     r = result.get(cfg.primary_task, {})
     if "predicted" in r:
         print(f"[lab] {cfg.primary_task}: predicted {r['predicted']:.4g} [{r['lower']:.4g}, {r['upper']:.4g}], "
               f"observed {r['observed']:.4g} ({'inside' if r['inside'] else 'OUTSIDE'} the interval)", flush=True)
     print(f"[lab] report: {report}", flush=True)
     return doc
+
+
+def _fmt_e(e: dict) -> str:
+    if not e or e.get("E") is None:
+        return "none"
+    if e.get("lower") is None:
+        return f"{e['E']:.4g}"
+    return f"{e['E']:.4g} [{e['lower']:.4g}, {e['upper']:.4g}]"
+
+
+def _print_finetune_check(ft: dict) -> None:
+    for r in ft["per_seed"]:
+        print(f"[lab]     {r['checkpoint']}: L = {r['L']:.4g} vs predicted E(D0) = {_fmt_e(ft)}: predicted "
+              f"{r['predicted']}; few-shot accuracy {r['c']}/{r['n']} -> observed {r['observed']}", flush=True)

@@ -60,7 +60,7 @@ def plot_per_size(models: pd.DataFrame, path: Path, tasks, n_largest: float) -> 
 
 
 def write_report(out: Path, cfg, df: pd.DataFrame, models: pd.DataFrame, prediction: dict, outcome: dict,
-                 seeds: dict) -> Path:
+                 seeds: dict, finetune=None) -> Path:
     from analysis.forecast.plot import plot_backtest
 
     from .pipeline import task_counts, task_observations
@@ -127,6 +127,9 @@ def write_report(out: Path, cfg, df: pd.DataFrame, models: pd.DataFrame, predict
               "forms and the model-form error calibrated on the ladder and on real ladders "
               "(docs/forecasting.md).", ""]
 
+    if finetune is not None:
+        lines += finetune_section(out, *finetune)
+
     # scaling-law plots
     lines += ["## Scaling laws", ""]
     for task in cfg.tasks:
@@ -187,7 +190,13 @@ def write_report(out: Path, cfg, df: pd.DataFrame, models: pd.DataFrame, predict
               "- `prediction.json`: the prediction, with the time it was written (before the largest size existed)",
               "- `outcome.json`: predicted vs observed; `per_model_pu.csv`: every model's PU per task",
               "- `models/`: the Hugging Face checkpoints and `manifest.csv` (model, N, seed, tokens, flops, loss)",
-              "- `eval/`: lm-eval's results and samples files per model", ""]
+              "- `eval/`: lm-eval's results and samples files per model"]
+    if finetune is not None:
+        lines += ["- `finetune_prediction.json`: the finetuning leg's E(D0), written before the largest size "
+                  "existed; `finetune_outcome.json`: its check",
+                  "- `finetune/`: base checkpoints' L and few-shot scores (`base/`), the finetuned checkpoints "
+                  "with the sweep's manifest per task, their scores (`scores/`)"]
+    lines += [""]
     path = out / "report.md"
     write_text_atomic(path, "\n".join(lines) + "\n")
     return path
@@ -199,3 +208,130 @@ def _sort_table(lines: list[str]) -> list[str]:
     rows = lines[start:]
     key = lambda l: float(l.split("|")[2].strip().replace(",", ""))  # noqa: E731
     return lines[:start] + sorted(rows, key=key)
+
+
+def _e(e) -> str:
+    if not e or e.get("E") is None:
+        return "none"
+    if e.get("lower") is None or e.get("upper") is None:
+        return f"{e['E']:.3f}"
+    return f"{e['E']:.3f} [{e['lower']:.3f}, {e['upper']:.3f}]"
+
+
+def finetune_section(out: Path, leg, pred: dict, res: dict) -> list[str]:
+    """The report's section on the finetuning leg (:mod:`.finetune_leg`)."""
+    task = leg.task
+    tabs = res.get("_tables") or {}
+    bases, big, ft = tabs.get("bases"), tabs.get("largest"), tabs.get("ft")
+    lines = ["## Finetuning leg: predicted few-shot emergence", ""]
+    if bases is not None and len(bases):
+        acc = bases[f"c_{task}"] / bases[f"n_{task}"]
+        best = (f"The smaller sizes' best few-shot (D = 0) greedy accuracy on **{task}** is {acc.max():.3g} "
+                f"({int(bases[f'c_{task}'].max())}/{int(bases[f'n_{task}'].max())}). ")
+    else:
+        best = ""
+    lines += [best + "Following Snell et al. 2024, every smaller size (ladder seed(s) "
+              f"{', '.join(str(s) for s in res.get('finetune_seeds', []))}"
+              f") was finetuned on D = {', '.join(str(d) for d in sorted(set(leg.Ds)))} examples of it "
+              f"(full finetuning with the project's `finetune-sweep` code: lr {leg.lr:g}, batch {leg.batch_size}, "
+              f"max({leg.min_steps}, {leg.epochs:g} epochs) steps), and the emergence law "
+              "Perf(L, D) = A ReLU(E(D) - L) + B, E(D) = k (log D)^alpha + C was fitted "
+              "(`analysis.emergence.fit_emergence_law`, binomial likelihood, parametric bootstrap"
+              + (f"; rows scoring >= {leg.ceiling:g} left out, the law having no ceiling: "
+                 f"{pred.get('rows_at_ceiling_left_out', 0)} of the task's" if leg.ceiling < 1 else "")
+              + "). Its few-shot "
+              f"limit E(D0) was written to `finetune_prediction.json` at {pred['written_at']}, before the largest "
+              "size was trained.", "",
+              f"- **L**: each base checkpoint's mean answer-token loss (nats) on a fixed sample of {leg.n_val} "
+              "examples of the pretraining mixture (a seed no model trains with).",
+              f"- **perf**: greedy exact-match accuracy on {leg.n_eval} items of the task's test generator (the "
+              "lab's PassUntil items are the first of them), decoded directly with `transformers` (deterministic; "
+              "not through lm-eval and not the sampled PassUntil PU of the tables above). \"Few-shot\" is "
+              "Snell et al.'s name for the model without finetuning (D = 0); the lab's prompts carry no "
+              "demonstrations.",
+              f"- **D0** = {pred['d0']:.4g}: {pred['d0_how']}."]
+    cal = pred.get("calibration")
+    if cal and cal.get("d0") is not None:
+        o = cal.get("observed_fewshot_E") or {}
+        lines.append(f"  The observed few-shot emergence point of {cal['task']} (curve fitted to every smaller "
+                     f"checkpoint's D = 0 accuracy) is {_e(o)} nats; the finetuned law of {cal['task']} reaches it "
+                     f"at D0 = {cal['d0']:.4g} (`calibrate_d0`), which is reused for {task}.")
+    if pred.get("largest_models_existing_when_written"):
+        lines.append("- **Warning:** largest-size models existed when the prediction was written: "
+                     + ", ".join(pred["largest_models_existing_when_written"]))
+    lines += [""]
+    e = pred.get("few_shot_emergence")
+    shown = (f"E(D0) = {_e(e)} nats (95% interval)" if e and e.get("E") is not None
+             else "none (no emergence point)")
+    lines += [f"**Predicted few-shot emergence point:** {shown}; verdict of the fit: "
+              f"**{pred.get('verdict') or '-'}**"
+              + (f" ({pred['verdict_reason']})" if pred.get("verdict_reason") else "") + ".", ""]
+    notes = []
+    if e and e.get("E") is not None:
+        if e["E"] < 0:
+            notes.append(f"E(D0) is below zero, a loss no model can reach: read literally, the law says lowering the "
+                         f"pretraining loss alone never makes {task} appear few-shot (it is an extrapolation "
+                         "far below the fitted checkpoints; see the fit's warnings).")
+        if e.get("lower") is not None and not e["lower"] <= e["E"] <= e["upper"]:
+            notes.append("The point estimate lies outside its own 95% bootstrap interval: the refits are skewed "
+                         "(parameters at their bounds), so the interval is a rough guide only.")
+        fit = pred.get("fit") or {}
+        side = fit.get("side_counts") or []
+        past = [r["D"] for r in side if r.get("post")]
+        if side:
+            all_d = ", ".join(f"{r['D']:g}" for r in side)
+            past_d = ", ".join(f"{d:g}" for d in past) or "none"
+            notes.append(f"Finetuned rows lie past the fitted kink at D = {past_d} (of {all_d}); the emergence "
+                         "point at the other D, and E(D0), come from the law's form.")
+    if notes:
+        lines += [" ".join(notes), ""]
+    # the check
+    lines += ["| largest-size model | its L (nats) | L vs E(D0) | predicted | few-shot accuracy (greedy) | "
+              "observed | agrees | lab PU (sampled) |", "|---|---|---|---|---|---|---|---|"]
+    for r in res["per_seed"]:
+        side = "-" if r["L_below_E"] is None else ("below" if r["L_below_E"] else "above")
+        agree = {True: "yes", False: "**no**", None: "-"}[r["agree"]]
+        lines.append(f"| {r['checkpoint']} | {r['L']:.4f} | {side} | {r['predicted']} | {r['c']}/{r['n']} = "
+                     f"{r['acc']:.3g} | {r['observed']} | {agree} | {_fmt(r.get('lab_pu'))} |")
+    lines += ["", f"'emerged' (observed) means a few-shot accuracy at least {res['margin']:g} above the floor "
+              f"(the fitted B = {res['floor']:.3g}) with its 95% lower bound above the floor; 'predicted' compares "
+              "L with E(D0)'s interval (below it: emerged; above: not emerged; inside: undecided)."]
+    dec = res["decided"]
+    if res.get("E") is None:
+        lines += ["", "**No few-shot emergence point was predicted** (see the verdict above), so there is nothing "
+                  "to check beyond the observation: "
+                  + ("the largest size's few-shot accuracy left the floor." if res["any_emerged"] else
+                     "the largest size's few-shot accuracy stayed at the floor.")]
+    else:
+        lines += ["", f"**Check:** the prediction agrees with the observation for {res['agree']} of {dec} decided "
+                  f"largest-size model(s) ({len(res['per_seed']) - dec} undecided: L inside the interval)."]
+    png = Path(out) / f"finetune_law_{task}.png"
+    if png.is_file():
+        lines += ["", f"![finetuning law {task}]({png.name})", "",
+                  "Perf against L (x reversed: stronger to the right), one colour per D; black squares: few-shot "
+                  "(D = 0) accuracy of every checkpoint, the largest size's included; dashed: the law at D0 with "
+                  "its band; red line and band: E(D0)."]
+    cpng = Path(out) / f"finetune_calibration_{leg.calibration_task}.png" if leg.calibration_task else None
+    if cpng is not None and cpng.is_file():
+        lines += ["", f"![D0 calibration]({cpng.name})"]
+    if ft is not None and len(ft):
+        d = ft[ft["task"] == task]
+        Ds = sorted(d["D"].unique())
+        lines += ["", f"Accuracy on {task} of each base checkpoint, few-shot and after finetuning on D examples:", "",
+                  "| checkpoint | L | D = 0 | " + " | ".join(f"D = {int(x)}" for x in Ds) + " |",
+                  "|---|---|---|" + "---|" * len(Ds)]
+        allb = pd.concat([bases, big]) if big is not None else bases
+        for b in allb.sort_values("L", ascending=False).to_dict("records"):
+            cells = []
+            for D in Ds:
+                m = d[(d["checkpoint"] == b["checkpoint"]) & (d["D"] == D)]
+                cells.append(f"{float(m['acc'].iloc[0]):.3g}" if len(m) else "-")
+            lines.append(f"| {b['checkpoint']} | {b['L']:.4f} | {b[f'c_{task}'] / b[f'n_{task}']:.3g} | "
+                         + " | ".join(cells) + " |")
+    if pred.get("summary"):
+        lines += ["", "```", pred["summary"], "```"]
+    w = pred.get("fit_warnings") or []
+    if w:
+        lines += [""] + [f"- fit warning: {x}" for x in dict.fromkeys(w)]
+    lines += [""]
+    return lines
