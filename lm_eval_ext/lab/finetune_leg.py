@@ -65,7 +65,7 @@ import numpy as np
 import pandas as pd
 
 from ..adaptive import write_json_atomic
-from .ladder import Size, model_dir, read_marker
+from .ladder import Size, model_dir, read_marker, record_or_refuse
 from .synthetic import TASK_KINDS, TaskSpec
 
 LEG_DIR = "finetune"
@@ -165,17 +165,7 @@ def leg_dir(out: Path) -> Path:
 
 
 def check_leg_config(out: Path, leg: FinetuneLegConfig) -> None:
-    path = leg_dir(out) / LEG_CONFIG
-    mine = leg.to_dict()
-    if path.is_file():
-        theirs = json.loads(path.read_text(encoding="utf-8"))
-        diffs = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-        if diffs:
-            raise ValueError(f"{path.parent} holds a finetuning leg with other settings (differing: "
-                             f"{', '.join(diffs)}); use another --out or delete {path.parent}")
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, mine)
+    record_or_refuse(leg_dir(out) / LEG_CONFIG, leg.to_dict(), "a finetuning leg")
 
 
 # ---------------------------------------------------------------- data

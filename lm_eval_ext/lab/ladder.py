@@ -32,7 +32,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..adaptive import write_text_atomic
+from ..adaptive import write_json_atomic, write_text_atomic
 from .synthetic import TaskSpec, build_tokenizer, encode_examples, training_batch, held_out_prompts, ALPHABET
 
 MARKER = "lab_model.json"
@@ -291,3 +291,18 @@ def train_ladder(root: Path, sizes: Sequence[Size], seeds: Sequence[int], settin
             facts.append(train_model(root, size, seed, settings, device=device, progress=progress))
             write_manifest(root)
     return facts
+
+
+def record_or_refuse(path: Path, settings: dict, what: str) -> None:
+    """Record the settings a run directory was made with at ``path``; a later
+    run with other settings is refused (a resumed run must not mix results
+    of two configurations).  ``what``: the error's subject, e.g. "a lab run"."""
+    if path.is_file():
+        theirs = json.loads(path.read_text(encoding="utf-8"))
+        diffs = sorted(k for k in set(settings) | set(theirs) if settings.get(k) != theirs.get(k))
+        if diffs:
+            raise ValueError(f"{path.parent} holds {what} with other settings (differing: {', '.join(diffs)}); "
+                             f"use another --out or delete {path.parent} to start over")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, settings)

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from .ladder import (DEFAULT_SIZES, MANIFEST, Size, TrainSettings, count_parameters, is_trained, model_dir,
-                     train_model, write_manifest)
+                     record_or_refuse, train_model, write_manifest)
 from ..adaptive import write_json_atomic
 from .synthetic import TaskSpec
 
@@ -110,16 +110,7 @@ def _now() -> str:
 
 def check_config(out: Path, cfg: LabConfig) -> None:
     """Record the config; refuse to continue a directory made with another."""
-    path = out / CONFIG_FILE
-    mine = cfg.to_dict()
-    if path.is_file():
-        theirs = json.loads(path.read_text(encoding="utf-8"))
-        diffs = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-        if diffs:
-            raise ValueError(f"{out} holds a lab run with other settings (differing: {', '.join(diffs)}); "
-                             "use another --out or delete it to start over")
-        return
-    write_json_atomic(path, mine)
+    record_or_refuse(out / CONFIG_FILE, cfg.to_dict(), "a lab run")
 
 
 # ---------------------------------------------------------------- stages
