@@ -12,5 +12,5 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q -e '.[test]'
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-.venv/bin/python -m lm_eval_ext.lab --out lab_out "$@"
+.venv/bin/python -m lm_eval_ext.lab --output_path lab_out "$@"
 echo "== report: lab_out/report.md (plots beside it)"

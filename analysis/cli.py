@@ -3,7 +3,9 @@
 Each analysis keeps its command beside its fit (``analysis/<method>/cli.py``);
 this module only assembles them, and holds what every command shares: the
 flag conventions (lm-eval's), the help formatter, and the plain-text
-descriptions made from the modules' docstrings.
+descriptions made from the modules' docstrings.  The argparse pieces (help
+formatter, plain(), list options) are lm_eval_ext.cli_conventions', shared
+with lm-eval-ext and the lab, and re-exported here.
 
 Flag conventions, as in lm-eval's own CLI:
 
@@ -21,7 +23,18 @@ Flag conventions, as in lm-eval's own CLI:
 from __future__ import annotations
 
 import argparse
-import re
+
+# The argparse pieces of the conventions live in lm_eval_ext (which analysis
+# depends on; lm_eval-ext's own commands use them too): one copy for both.
+from lm_eval_ext.cli_conventions import (  # noqa: F401  (re-exported: analysis.cli.plain, ...)
+    HelpFormatter,
+    ListAction,
+    RenamedFlag,
+    add_list_argument,
+    add_output_path,
+    format_default,
+    plain,
+)
 
 #: old spelling -> the flag it now spells, kept so that existing scripts run;
 #: these are the only option strings of ``python -m analysis`` that are not
@@ -61,99 +74,6 @@ comma-separated lists (--holdout 1e9,3e9). Earlier spellings (--out, --n-boot,
 accepted.
 """
 
-_ROLE = re.compile(r":(?:func|mod|class|meth|attr|data|obj|exc|ref|py:\w+):`~?([^`]+)`")
-_LITERAL = re.compile(r"``([^`]+)``")
-
-
-def plain(text: str | None) -> str | None:
-    """RST markup of a docstring as plain text for ``--help``: ``x`` -> x,
-    :func:`a.b` (and :mod:, :class:, ...) -> a.b, and a literal-block
-    marker "text::" -> "text:"."""
-    if text is None:
-        return None
-    text = _ROLE.sub(r"\1", text)
-    text = _LITERAL.sub(r"\1", text)
-    text = re.sub(r"(\S)::(\s*)$", r"\1:\2", text, flags=re.M)  # "Writes X::" -> "Writes X:"
-    text = re.sub(r"^\s*::\s*$\n?", "", text, flags=re.M)      # a lone "::" line
-    return text
-
-
-def format_default(value) -> str:
-    """A default as the user would type it: lists comma-separated."""
-    if isinstance(value, (list, tuple)):
-        return ",".join(map(str, value)) if value else "none"
-    return str(value)
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Descriptions kept as written; every option's help ends with its
-    default, ``(default: X)``, unless the help already says it (lists shown
-    comma-separated, as they are typed)."""
-
-    def _get_help_string(self, action):
-        help = action.help or ""
-        default = action.default
-        if ("%(default)" in help or "(default:" in help or default is None or default is argparse.SUPPRESS
-                or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction,
-                                       argparse._HelpAction, argparse._VersionAction))):
-            return help
-        shown = format_default(default).replace("%", "%%")
-        return f"{help} (default: {shown})" if help else f"(default: {shown})"
-
-    def _format_args(self, action, default_metavar):
-        if isinstance(action, ListAction):  # typed comma-separated: X1,X2,...
-            m = self._metavar_formatter(action, default_metavar)(1)[0]
-            return f"{m}1,{m}2,..."
-        return super()._format_args(action, default_metavar)
-
-
-class ListAction(argparse.Action):
-    """A list option: comma-separated (``--holdout 1e9,3e9``), space-separated
-    values accepted too (``--holdout 1e9 3e9``); each item converted by
-    ``item_type``.  The option given again replaces the list."""
-
-    def __init__(self, option_strings, dest, item_type=str, **kwargs):
-        self.item_type = item_type
-        super().__init__(option_strings, dest, **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        items = []
-        for value in [values] if isinstance(values, str) else values:
-            for part in str(value).split(","):
-                part = part.strip()
-                if not part:
-                    continue
-                try:
-                    items.append(self.item_type(part))
-                except (TypeError, ValueError):
-                    name = getattr(self.item_type, "__name__", repr(self.item_type))
-                    raise argparse.ArgumentError(self, f"invalid {name} value: {part!r}") from None
-        setattr(namespace, self.dest, items)
-
-
-def add_list_argument(parser, *names, item_type=str, default=None, metavar=None, **kwargs):
-    """Add a comma-separated list option (see :class:`ListAction`)."""
-    if metavar is None:
-        metavar = names[0].lstrip("-").upper()
-    return parser.add_argument(*names, nargs="+", action=ListAction, item_type=item_type,
-                               default=list(default) if isinstance(default, (list, tuple)) else default,
-                               metavar=metavar, **kwargs)
-
-
-class RenamedFlag(argparse.Action):
-    """A removed flag (hidden from help): using it is an error naming the new
-    one.  Kept for flags whose old name meant different things in different
-    commands, so no alias could stand for both."""
-
-    def __init__(self, option_strings, dest, new=None, **kwargs):
-        self.new = new
-        kwargs.update(nargs="?", help=argparse.SUPPRESS, default=argparse.SUPPRESS)
-        super().__init__(option_strings, argparse.SUPPRESS, **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        parser.error(f"{option_string} was renamed to {self.new}"
-                     + (f": use {self.new} {values}" if values is not None else ""))
-
 
 def add_command(subparsers, name: str, *, help: str, description: str | None):
     """A subcommand parser with the shared conventions: the description (a
@@ -163,12 +83,6 @@ def add_command(subparsers, name: str, *, help: str, description: str | None):
     for old, new in RENAMED_FLAGS.get(name, {}).items():
         parser.add_argument(old, action=RenamedFlag, new=new)
     return parser
-
-
-def add_output_path(parser, default: str, help: str):
-    """``--output_path`` (alias ``--out``): the command's output directory."""
-    return parser.add_argument("--output_path", "--out", dest="output_path", default=default, metavar="DIR",
-                               help=help)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -297,7 +297,10 @@ class AdaptiveState:
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write text so that a reader (or a crash) sees the old file or the new one, never half."""
+    """Write text so that a reader (or a crash) sees the old file or the new one, never half.
+    The file gets the mode the umask gives a new file (mkstemp's is 0600)."""
+    from .files import apply_umask
+
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
@@ -305,6 +308,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        apply_umask(tmp)
         os.replace(tmp, path)
     except BaseException:
         try:

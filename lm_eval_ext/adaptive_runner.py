@@ -52,6 +52,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from .adaptive import AdaptiveState, StopRule, run_schedule, write_text_atomic
+from .console import progress_bar, quiet_task_bars, quiet_upstream
+from .files import apply_umask
 from .metrics import outcome_flags
 from .passuntil import pass_at_k
 
@@ -274,8 +276,11 @@ def run_adaptive(tasks: str | Sequence[str], model, model_args: str | None = Non
     its request building unchanged. ``log_samples`` writes lm-eval's
     ``samples_<task>_<date>.jsonl`` (the per-instance counts the analysis reads).
     ``echo`` receives the progress messages (resuming, already complete, written).
+    ``progress`` shows a bar per task (only when stderr is a terminal).
     """
     import lm_eval  # noqa: F401  (fail early when it is missing)
+
+    quiet_upstream()  # bars off in logs; lm-eval's per-task-load warning once
     from lm_eval.loggers.evaluation_tracker import GeneralConfigTracker
     from lm_eval.utils import sanitize_model_name
 
@@ -454,7 +459,7 @@ def _sample(run: _TaskRun, get_lm, facts: dict, *, gen_kwargs, tm, seed: int, ch
         (m,) = set(plan.values())
         ids = sorted(plan)  # lm-eval logs wrong doc_ids for unsorted samples=
         task_obj.set_config("repeats", m)
-        with _no_per_call_environment_report():
+        with _no_per_call_environment_report(), quiet_task_bars():
             res = lm_eval.simple_evaluate(
                 model=lm, tasks=[task_obj], samples={name: ids}, log_samples=True, bootstrap_iters=0,
                 gen_kwargs=gen_kwargs, task_manager=tm, random_seed=chunk_seed, numpy_random_seed=chunk_seed,
@@ -483,9 +488,7 @@ def _sample(run: _TaskRun, get_lm, facts: dict, *, gen_kwargs, tm, seed: int, ch
 
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(state.instances), desc=f"passuntil {name}", unit="inst")
+        bar = progress_bar(total=len(state.instances), desc=f"passuntil {name}", unit="inst")
 
     def on_progress(st: AdaptiveState):
         if bar is not None:
@@ -656,6 +659,7 @@ def _write_samples(path: Path, run: _TaskRun, ks: Sequence[int]) -> None:
                 f.write(json.dumps(rec, default=handle_non_serializable, ensure_ascii=False) + "\n")
             f.flush()
             os.fsync(f.fileno())
+        apply_umask(tmp)  # mkstemp's 0600: the samples file is an output
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

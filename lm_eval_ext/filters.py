@@ -13,6 +13,8 @@ deduplicated together and executed in parallel.
 
 from __future__ import annotations
 
+import re
+
 from lm_eval.api.filter import Filter
 
 from .execution.checker import VerdictCache, check_completions
@@ -26,15 +28,18 @@ class PassUntilExecuteFilter(Filter):
     (2048), ``file_size_mb`` (16), ``workers`` (default: all CPUs),
     ``cache`` a JSONL path where verdicts persist across runs (default none),
     ``prompt_field`` / ``test_field`` / ``entry_point_field`` the doc fields of
-    a human-eval-format problem (default ``prompt``, ``test``, ``entry_point``).
+    a human-eval-format problem (default ``prompt``, ``test``, ``entry_point``),
+    ``code_block`` (default false): the samples are chat answers, and what runs
+    after the prompt is :func:`chat_code` of each (its first fenced block).
     """
 
     def __init__(self, timeout: float = 10.0, memory_mb: int = 2048, file_size_mb: int = 16,
                  workers: int | None = None, cache: str | None = None,
                  prompt_field: str = "prompt", test_field: str = "test",
-                 entry_point_field: str = "entry_point", **kwargs) -> None:
+                 entry_point_field: str = "entry_point", code_block: bool = False, **kwargs) -> None:
         if kwargs:
             raise ValueError(f"passuntil_execute: unknown option(s) {sorted(kwargs)}")
+        self.code_block = bool(code_block)
         self.limits = Limits(timeout=float(timeout), memory_mb=int(memory_mb), file_size_mb=int(file_size_mb))
         self.workers = workers
         self.cache_path = cache
@@ -54,7 +59,7 @@ class PassUntilExecuteFilter(Filter):
         for i, (samples, doc) in enumerate(zip(resps, docs)):
             problem = self._problem(doc, i)
             shape.append(len(samples))
-            items.extend((problem, s) for s in samples)
+            items.extend((problem, chat_code(s) if self.code_block else s) for s in samples)
         cache = VerdictCache(self.cache_path)
         try:
             verdicts = check_completions(items, limits=self.limits, workers=self.workers,
@@ -72,6 +77,22 @@ class PassUntilExecuteFilter(Filter):
             out.append([v.status for v in verdicts[pos:pos + k]])
             pos += k
         return out
+
+
+_FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:\n[ \t]*```|\Z)", re.S)
+
+
+def chat_code(answer: str) -> str:
+    """The code in a chat model's answer, to run after the problem's prompt:
+    the first fenced block (```python ... ```; one left open by a stop
+    sequence or the token limit runs to the end), or the whole answer when it
+    has none. A leading newline is added: a complete ``def`` then redefines
+    the prompt's function (whose body is its docstring) with the prompt's
+    imports and helpers in scope, and an indented body continues it."""
+    if not isinstance(answer, str):
+        return ""
+    m = _FENCE.search(answer)
+    return "\n" + (m.group(1) if m else answer) + "\n"
 
 
 class PassUntilExactMatchFilter(Filter):

@@ -175,8 +175,10 @@ def finetune(base: str | os.PathLike, out_dir: str | os.PathLike, config: Finetu
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
+
+    from .console import progress_bar, quiet_upstream
+    from .files import apply_umask
 
     out_dir = Path(out_dir)
     if out_dir.exists():
@@ -189,6 +191,7 @@ def finetune(base: str | os.PathLike, out_dir: str | os.PathLike, config: Finetu
     if len(examples) != config.D:
         raise ValueError(f"got {len(examples)} examples for D = {config.D}")
     started = time.monotonic()
+    quiet_upstream()  # transformers' loading/saving bars off in logs
     accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum)
     set_seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(str(base))
@@ -226,8 +229,8 @@ def finetune(base: str | os.PathLike, out_dir: str | os.PathLike, config: Finetu
 
     it = batches()
     result = FinetuneResult(out_dir=out_dir, config=config, base=str(base))
-    bar = tqdm(range(steps), desc=f"finetune {config.task} D={config.D}", disable=not progress
-               or not accelerator.is_local_main_process, leave=False)
+    bar = progress_bar(range(steps), desc=f"finetune {config.task} D={config.D}",
+                       enabled=progress and accelerator.is_local_main_process, leave=False)
     for _ in bar:
         step_loss, step_tokens = 0.0, 0
         for _ in range(config.grad_accum):
@@ -257,6 +260,7 @@ def finetune(base: str | os.PathLike, out_dir: str | os.PathLike, config: Finetu
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
             (tmp / RECORD_NAME).write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+            apply_umask(tmp, tree=True)  # mkdtemp's 0700, safetensors' 0600: the umask's modes
             os.rename(tmp, out_dir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

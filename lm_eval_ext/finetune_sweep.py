@@ -192,7 +192,8 @@ def run_sweep(checkpoints: list[Checkpoint], Ds: list[int], out_dir: str | os.Pa
     data (for tasks registered with
     :func:`lm_eval_ext.finetune.register_external_task`)."""
     from accelerate import PartialState
-    from tqdm.auto import tqdm
+
+    from .console import progress_bar
 
     if not checkpoints:
         raise ValueError("no checkpoints given")
@@ -219,7 +220,7 @@ def run_sweep(checkpoints: list[Checkpoint], Ds: list[int], out_dir: str | os.Pa
     report = SweepReport(manifest, [], [], [])
     if main:
         write_manifest(manifest, _manifest_rows(out_dir, checkpoints, config.task))
-    bar = tqdm(jobs, desc="finetune sweep", disable=not progress or not main)
+    bar = progress_bar(jobs, desc="finetune sweep", enabled=progress and main)
     for ck, D, seed in bar:
         cfg = replace(config, D=D, seed=seed)
         d = run_dir(out_dir, ck, cfg.task, D, seed)

@@ -93,6 +93,14 @@ class SharedPrefixHFLM(HFLM):
         self.shared_prefill_stats = {"shared_batches": 0, "fallback_batches": 0, "prefill_tokens_saved": 0}
         self._fallback_reasons_logged: set[str] = set()
 
+    def generate_until(self, requests, disable_tqdm: bool = False):
+        """``HFLM.generate_until``; lm-eval's evaluator passes no
+        ``disable_tqdm``, so its request bar is off here when stderr is not a
+        terminal (see :func:`lm_eval_ext.console.quiet`)."""
+        from .console import quiet
+
+        return super().generate_until(requests, disable_tqdm=disable_tqdm or quiet())
+
     # -- helpers ---------------------------------------------------------------
 
     def _fallback(self, reason: str, context, max_length, stop, generation_kwargs) -> torch.Tensor:

@@ -98,7 +98,7 @@ def test_check_command_scores_samples(tmp_path):
     refused = _cli("check", str(samples), "--problems", str(problems), cwd=tmp_path)
     assert refused.returncode == 2 and "--confirm_run_unsafe_code" in refused.stderr
     out = tmp_path / "verdicts.jsonl"
-    done = _cli("check", str(samples), "--problems", str(problems), "--out", str(out), "--timeout", "1",
+    done = _cli("check", str(samples), "--problems", str(problems), "--output_path", str(out), "--timeout", "1",
                 "--confirm_run_unsafe_code", "-v", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     rows = [json.loads(x) for x in out.read_text().splitlines()]

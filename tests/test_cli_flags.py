@@ -1,14 +1,19 @@
-"""One flag vocabulary across every ``python -m analysis`` command (issue 13).
+"""One flag vocabulary across every command (issue 13): ``python -m analysis``,
+``lm-eval-ext`` and ``python -m lm_eval_ext.lab``.
 
-Walks the parser of ``python -m analysis`` (built in-process by
-:func:`analysis.cli.build_parser`) and checks, for every subcommand:
+Walks their parsers (built in-process by :func:`analysis.cli.build_parser`,
+:func:`lm_eval_ext.cli.build_parser` and :func:`lm_eval_ext.lab.__main__.build_parser`)
+and checks, for every subcommand:
 
 - the primary (first, shown) name of every option is lm-eval-style snake_case
   (``--[a-z0-9_]+``; short flags like ``-t`` are allowed), and every other
   spelling is either snake_case too or one of the documented
   backward-compatible aliases (``analysis.cli.BACKWARD_COMPATIBLE_ALIASES``);
-- an option name means one thing in every command: the same dest and the same
-  kind (item type, list or single value, choices or not, flag or value);
+- an option name means one thing in every command, across the three
+  programs: the same dest and the same kind (item type, list or single value,
+  choices or not, flag or value); hidden old spellings kept for scripts
+  (``LEGACY_ALIASES``) and removed flags (``RENAMED_FLAGS``) are no names of
+  the vocabulary, and are checked to land on / name their new flag;
 - every option with a default shows it in its help;
 - no help text (descriptions included) carries RST markup;
 - lists are comma-separated everywhere (space-separated still accepted);
@@ -25,6 +30,8 @@ import sys
 import pytest
 
 from analysis import cli
+from lm_eval_ext import cli as ext_cli
+from lm_eval_ext.cli_conventions import LegacyAlias
 
 SNAKE = re.compile(r"--[a-z0-9]+(?:_[a-z0-9]+)*")
 SHORT = re.compile(r"-[A-Za-z0-9]")
@@ -51,11 +58,23 @@ def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPar
 
 
 def _options(parser: argparse.ArgumentParser):
-    """The parser's options, less --help and the hidden renamed-flag stubs."""
+    """The parser's options, less --help, the hidden renamed-flag stubs and
+    the hidden old spellings."""
     for a in parser._actions:
         if a.option_strings and not isinstance(a, (argparse._HelpAction, argparse._VersionAction,
-                                                   cli.RenamedFlag)):
+                                                   cli.RenamedFlag, LegacyAlias)):
             yield a
+
+
+def _type_name(t) -> str:
+    """A value type by what it returns: a class by name, a parsing function
+    by its return annotation (``_seed(value) -> int`` is an int)."""
+    if isinstance(t, type):
+        return t.__name__
+    ret = getattr(t, "__annotations__", {}).get("return")
+    if ret is not None:
+        return ret if isinstance(ret, str) else getattr(ret, "__name__", repr(ret))
+    return getattr(t, "__name__", repr(t))
 
 
 def _kind(a: argparse.Action) -> tuple:
@@ -65,8 +84,7 @@ def _kind(a: argparse.Action) -> tuple:
     item = getattr(a, "item_type", a.type) or str
     many = isinstance(a, cli.ListAction) or a.nargs in ("+", "*") or isinstance(a.nargs, int) \
         or isinstance(a, argparse._AppendAction)
-    return ("value", getattr(item, "__name__", repr(item)), "list" if many else "single",
-            "choices" if a.choices else "free")
+    return ("value", _type_name(item), "list" if many else "single", "choices" if a.choices else "free")
 
 
 def _help_text(parser: argparse.ArgumentParser, a: argparse.Action) -> str:
@@ -79,11 +97,11 @@ def _shown(value) -> str:
 
 
 def flag_violations(commands: dict[str, argparse.ArgumentParser], aliases: dict[str, str] | None = None,
-                    list_action=None) -> dict[str, list[str]]:
+                    list_action=None, not_lists=()) -> dict[str, list[str]]:
     """Every breach of the flag rules in ``commands`` (name -> parser), by
     rule.  ``aliases``: old spelling -> primary name allowed besides
     snake_case aliases; ``list_action``: the one Action class every list
-    option must use (None: not checked)."""
+    option must use (None: not checked), except the options in ``not_lists``."""
     aliases = aliases or {}
     out = {"snake_case": [], "meaning": [], "default": [], "rst": [], "list_style": []}
     seen: dict[str, dict[tuple, list[str]]] = {}
@@ -116,7 +134,7 @@ def flag_violations(commands: dict[str, argparse.ArgumentParser], aliases: dict[
             elif a.nargs != 0 and a.default not in (None, argparse.SUPPRESS):
                 out["default"].append(f"{name} {primary} (default {a.default!r}): no help")
             if list_action is not None and _kind(a)[:1] == ("value",) and _kind(a)[2] == "list" \
-                    and not isinstance(a, list_action):
+                    and not isinstance(a, list_action) and primary not in not_lists:
                 out["list_style"].append(f"{name} {primary} (nargs={a.nargs!r}, {type(a).__name__})")
     for o, meanings in sorted(seen.items()):
         if len(meanings) > 1:
@@ -259,3 +277,170 @@ def test_the_checker_finds_each_kind_of_breach():
     assert got["default"] == ["a --n-boot (default 5): 'resamples'"]
     assert [m.split(":")[0] for m in got["meaning"]] == ["--level"]
     assert len(got["rst"]) == 2 and got["list_style"] == ["a --holdout (nargs='+', _StoreAction)"]
+
+
+# ---------------------------------------------------------------- lm-eval-ext and the lab
+
+#: lm-eval's own KEY=VALUE,... arguments of passuntil (``--model_args``,
+#: ``--gen_kwargs``): one string that lm_eval also takes space-split, not a list.
+LM_EVAL_KEY_VALUE = ("--model_args", "--gen_kwargs")
+
+#: lm-eval-ext commands that write something: each takes --output_path.
+EXT_WRITERS = {"check", "passuntil", "finetune", "finetune-sweep"}
+
+
+@pytest.fixture(scope="module")
+def ext_parser():
+    return ext_cli.build_parser()
+
+
+@pytest.fixture(scope="module")
+def ext_commands(ext_parser):
+    cmds = _commands(ext_parser)
+    assert set(cmds) == {"task-dir", "sandbox-info", "check", "passuntil", "finetune", "finetune-sweep", "lm-eval"}
+    return cmds
+
+
+@pytest.fixture(scope="module")
+def lab():
+    from lm_eval_ext.lab import __main__ as lab_main
+
+    return lab_main
+
+
+@pytest.fixture(scope="module")
+def lab_parser(lab):
+    return lab.build_parser()
+
+
+@pytest.fixture(scope="module")
+def every_command(commands, ext_commands, lab_parser):
+    """Every command of the three programs, by a name that says the program."""
+    return {**{f"analysis {n}": p for n, p in commands.items()},
+            **{f"lm-eval-ext {n}": p for n, p in ext_commands.items()},
+            "lab": lab_parser}
+
+
+def _all_aliases(lab) -> dict[str, str]:
+    return {**cli.BACKWARD_COMPATIBLE_ALIASES, **ext_cli.BACKWARD_COMPATIBLE_ALIASES,
+            **lab.BACKWARD_COMPATIBLE_ALIASES}
+
+
+def test_ext_and_lab_flags_follow_the_rules(ext_commands, lab_parser, lab):
+    got = flag_violations({**ext_commands, "lab": lab_parser}, _all_aliases(lab), cli.ListAction,
+                          not_lists=LM_EVAL_KEY_VALUE)
+    assert got == {}
+
+
+def test_one_meaning_per_name_across_every_command(every_command, lab):
+    """analysis + lm-eval-ext + the lab together: every rule, the cross-command
+    one ("one name, one meaning") included."""
+    got = flag_violations(every_command, _all_aliases(lab), cli.ListAction, not_lists=LM_EVAL_KEY_VALUE)
+    assert got == {}
+    where: dict[str, set] = {}
+    for name, p in every_command.items():
+        for a in _options(p):
+            for o in a.option_strings:
+                if o in SHARED:
+                    assert a.dest == SHARED[o], (name, o, a.dest)
+                    where.setdefault(o, set()).add(name)
+    assert {f"lm-eval-ext {c}" for c in EXT_WRITERS} | {"lab"} <= where["--output_path"]
+
+
+def test_ext_and_lab_aliases_land_on_their_flag(ext_commands, lab_parser, lab):
+    cmds = {**ext_commands, "lab": lab_parser}
+    for aliases in (ext_cli.BACKWARD_COMPATIBLE_ALIASES, lab.BACKWARD_COMPATIBLE_ALIASES):
+        for old, new in aliases.items():
+            hits = [(n, a) for n, p in cmds.items() for a in _options(p) if old in a.option_strings]
+            assert hits, f"{old} is documented as an alias but no command accepts it"
+            for n, a in hits:
+                assert a.option_strings[0] == new, (n, old, a.option_strings)
+    # the hidden old spellings: documented, hidden from help, and set their new flag
+    legacy = {**ext_cli.LEGACY_ALIASES, "lab": lab.LEGACY_ALIASES}
+    for name, p in cmds.items():
+        stubs = {o: a for a in p._actions if isinstance(a, LegacyAlias) for o in a.option_strings}
+        assert stubs.keys() == legacy.get(name, {}).keys(), name
+        for old, a in stubs.items():
+            assert a.target.option_strings[0] == legacy[name][old] and a.dest == a.target.dest, (name, old)
+            assert a.help is argparse.SUPPRESS and old not in p.format_usage().split(), (name, old)
+            assert not [o for b in _options(p) for o in b.option_strings if o == old], (name, old)
+    # the removed flags are hidden stubs naming their new flag
+    assert {o for a in lab_parser._actions if isinstance(a, cli.RenamedFlag) for o in a.option_strings} \
+        == set(lab.RENAMED_FLAGS)
+
+
+@pytest.mark.parametrize("argv, want", [
+    (["check", "s.jsonl", "--out", "r.jsonl"], {"output_path": "r.jsonl"}),
+    (["finetune", "--base", "b", "--task", "cola", "--D", "100", "--out", "o", "--batch_size", "4"],
+     {"train_size": 100, "output_path": "o", "train_batch_size": 4, "seed": 0}),
+    (["finetune-sweep", "--checkpoint", "a=x", "--checkpoint", "b=y", "--task", "cola", "--D", "10", "100",
+      "--seeds", "0", "1", "--out", "o", "--batch_size", "2"],
+     {"checkpoint": ["a=x", "b=y"], "train_sizes": [10, 100], "seeds": [0, 1], "output_path": "o",
+      "train_batch_size": 2}),
+    (["passuntil", "-t", "a", "b,c", "--tasks", "d", "-o", "o", "--pass_at_k", "1", "10"],
+     {"tasks": ["a", "b", "c", "d"], "output_path": "o", "pass_at_k": [1, 10]}),
+])
+def test_ext_old_spellings_still_parse(ext_parser, argv, want):
+    args = vars(ext_parser.parse_args(argv))
+    assert {k: args[k] for k in want} == want
+
+
+def test_ext_lists_are_comma_separated(ext_parser):
+    a = ext_parser.parse_args(["finetune-sweep", "--checkpoint", "a=x,b=y", "--checkpoint", "c=z", "--task",
+                               "gsm8k", "--train_sizes", "10,100", "1000", "--seeds", "0,1", "--output_path", "o",
+                               "--lora_target", "q_proj,v_proj"])
+    assert a.checkpoint == ["a=x", "b=y", "c=z"] and a.train_sizes == [10, 100, 1000] and a.seeds == [0, 1]
+    assert a.lora_target == ["q_proj", "v_proj"] and a.train_batch_size == 8
+    a = ext_parser.parse_args(["finetune", "--base", "b", "--task", "mmlu", "--train_size", "7", "--output_path", "o"])
+    assert (a.train_size, a.seed, a.lora_target) == (7, 0, None)
+    a = ext_parser.parse_args(["passuntil", "--tasks", "x,y", "-o", "o", "--pass_at_k", "1,5"])
+    assert a.tasks == ["x", "y"] and a.pass_at_k == [1, 5]
+    assert ext_parser.parse_args(["passuntil", "-t", "x", "-o", "o"]).pass_at_k == [1]
+
+
+@pytest.mark.parametrize("argv, err", [
+    (["finetune", "--base", "b", "--task", "cola", "--output_path", "o"], "--train_size is required"),
+    (["finetune", "--base", "b", "--task", "cola", "--output_path", "o", "--D", "1", "--train_size", "2"],
+     "not allowed with argument --D"),
+    (["finetune-sweep", "--task", "cola", "--output_path", "o"], "--train_sizes is required"),
+    (["finetune-sweep", "--task", "cola", "--output_path", "o", "--train_sizes", "10,x"], "invalid int value: 'x'"),
+    (["finetune", "--base", "b", "--task", "boolq", "--train_size", "2", "--output_path", "o"],
+     "choose from gsm8k, mmlu, csqa, cola"),
+])
+def test_ext_errors_name_the_flags(ext_parser, argv, err, capsys):
+    with pytest.raises(SystemExit) as exc:
+        ext_parser.parse_args(argv)
+    assert exc.value.code == 2
+    assert err in capsys.readouterr().err
+
+
+def test_lab_old_and_new_spellings(lab_parser, capsys):
+    a = lab_parser.parse_args(["--out", "o", "--ft_D", "16,64", "256", "--batch_size", "8", "--n_seeds", "2",
+                               "--tasks", "lab_add,lab_count", "--sizes", "8x1,12x1", "16x1", "--ft_seeds", "all"])
+    assert (a.output_path, a.ft_train_sizes, a.train_batch_size, a.n_seeds) == ("o", [16, 64, 256], 8, 2)
+    assert a.tasks == ["lab_add", "lab_count"] and a.sizes == ["8x1", "12x1", "16x1"] and a.ft_seeds == ["all"]
+    assert "--batch_size is now --train_batch_size" in capsys.readouterr().err
+    a = lab_parser.parse_args(["--output_path", "o"])
+    assert (a.device, a.workers, a.n_seeds, a.tasks, a.train_batch_size) == ("cpu", 2, None, None, None)
+
+
+def test_lab_seeds_says_n_seeds(lab_parser, capsys):
+    with pytest.raises(SystemExit) as exc:
+        lab_parser.parse_args(["--output_path", "o", "--seeds", "3"])
+    assert exc.value.code == 2
+    assert "use --n_seeds 3" in capsys.readouterr().err
+
+
+def test_lab_knobs_show_their_defaults(lab_parser):
+    """The knobs default to the config (--quick's or the full one's): the help says both."""
+    text = " ".join(lab_parser.format_help().split())
+    for shown in ("--n_seeds K seeds per size (0..K-1) (default: 3; with --quick: 2)", "(default: cpu)",
+                  "(default: 2)", "(default: 64,256,1024,4096; with --quick: 64,256,1024)"):
+        assert shown in text, shown
+
+
+def test_ext_and_lab_help_is_plain_text(ext_parser, ext_commands, lab_parser):
+    for p in [ext_parser, *ext_commands.values(), lab_parser]:
+        text = p.format_help()
+        assert not RST.search(text), (p.prog, RST.search(text).group(0))
+    assert "lm-eval-ext or python -m lm_eval_ext" in ext_parser.format_help()

@@ -58,8 +58,8 @@ def test_finetune_sweep_lm_eval_and_emergence_fit(tiny_model_dir, tmp_path):
 
     sweep = tmp_path / "sweep"
     cmd = [sys.executable, "-m", "lm_eval_ext", "finetune-sweep", "--checkpoints", str(ck_csv), "--task", "cola",
-           "--D", *map(str, D_VALUES), "--steps", "2", "--batch_size", "2", "--lr", "1e-3",
-           "--data", data["emergence_data"], "--out", str(sweep)]
+           "--train_sizes", ",".join(map(str, D_VALUES)), "--steps", "2", "--train_batch_size", "2", "--lr", "1e-3",
+           "--data", data["emergence_data"], "--output_path", str(sweep)]
     proc = subprocess.run(cmd, cwd=tmp_path, env=offline_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "trained 6, already done 0" in proc.stdout

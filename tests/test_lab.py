@@ -172,7 +172,7 @@ def test_parse_sizes():
 def _run_quick(out: Path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-m", "lm_eval_ext.lab", "--quick", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "lm_eval_ext.lab", "--quick", "--output_path", str(out)],
                           cwd=out.parent, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return proc

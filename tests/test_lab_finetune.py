@@ -174,18 +174,23 @@ def test_finetune_leg_end_to_end_writes_the_prediction_first_and_resumes(tmp_pat
 
 
 def test_command_line_options_build_the_leg():
-    import argparse
-
-    from lm_eval_ext.lab.__main__ import finetune_config
+    from lm_eval_ext.lab.__main__ import build_parser, finetune_config
     from lm_eval_ext.lab.pipeline import LabConfig
 
-    base = dict(quick=False, ft_task=None, ft_calibration_task=None, ft_D=None, ft_seeds=None, ft_lr=None,
-                ft_epochs=None, ft_min_steps=None, ft_batch_size=None, ft_n_eval=None, ft_d0=None, ft_boot=None)
+    parser = build_parser()
+
+    def leg_of(*argv):
+        return finetune_config(parser.parse_args(["--output_path", "o", "--finetune", *argv]), cfg)
+
     cfg = LabConfig()
-    assert finetune_config(argparse.Namespace(**base), cfg) == fl.FinetuneLegConfig()
-    leg = finetune_config(argparse.Namespace(**{**base, "ft_task": "lab_count_long", "ft_calibration_task": "none",
-                                                "ft_D": "256,16,64,64", "ft_seeds": "all", "ft_d0": 8.0}), cfg)
+    assert leg_of() == fl.FinetuneLegConfig()
+    leg = leg_of("--ft_task", "lab_count_long", "--ft_calibration_task", "none", "--ft_train_sizes", "256,16,64",
+                 "64", "--ft_seeds", "all", "--ft_d0", "8")
     assert (leg.task, leg.calibration_task, leg.Ds, leg.seeds, leg.d0) == ("lab_count_long", None, (16, 64, 256),
                                                                             (0, 1, 2), 8.0)
+    assert leg_of("--ft_D", "64,16,32", "--ft_seeds", "1,2").Ds == (16, 32, 64)  # the old spelling
+    assert leg_of("--ft_seeds", "1", "2").seeds == (1, 2)
     with pytest.raises(ValueError, match="not seeds of the ladder"):
-        finetune_config(argparse.Namespace(**{**base, "ft_seeds": "0,7"}), cfg)
+        leg_of("--ft_seeds", "0,7")
+    with pytest.raises(ValueError, match="not 'all' or a list of seeds"):
+        leg_of("--ft_seeds", "0,first")

@@ -1261,14 +1261,14 @@ def _verdict(data, side, kind, likelihood, llf, llf_flat, disp, df_lr):
 
 
 def _bootstrap(d, model, data, likelihood, theta, disp, how, n_boot, seed, progress):
-    from tqdm.auto import tqdm
+    from lm_eval_ext.console import progress_bar
 
     rng = np.random.default_rng(seed)
     # clusters resampled whole: runs (how == "run") or checkpoints
     key = d["run" if how == "run" else "checkpoint"].to_numpy()
     groups = [np.flatnonzero(key == c) for c in pd.unique(key)]
     rows, n_fail = [], 0
-    for _ in tqdm(range(n_boot), desc=f"{how} bootstrap", disable=not progress, leave=False):
+    for _ in progress_bar(range(n_boot), desc=f"{how} bootstrap", enabled=progress, leave=False):
         if how in ("checkpoint", "run"):
             pick = rng.integers(0, len(groups), size=len(groups))
             idx = np.concatenate([groups[i] for i in pick])

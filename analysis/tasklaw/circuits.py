@@ -368,8 +368,8 @@ def compare_curves(df: pd.DataFrame, *, n_boot: int = 199, random_state: int = 0
         target = lr_stat / phi
         it = range(int(n_boot))
         if progress:
-            from tqdm.auto import tqdm
-            it = tqdm(it, desc="two-circuit LR bootstrap", unit="sim")
+            from lm_eval_ext.console import progress_bar
+            it = progress_bar(it, desc="two-circuit LR bootstrap", unit="sim")
         exceed = 0
         two_start = fits["two_circuit"].params.to_numpy()
         for _ in it:

@@ -125,10 +125,10 @@ def _execute(todo, limits, cache, workers, progress, total):
     workers = workers or len(os.sched_getaffinity(0))
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from ..console import progress_bar
 
         desc = progress if isinstance(progress, str) else "executing"
-        bar = tqdm(total=len(todo), desc=f"{desc} ({len(todo)} unique of {total})", unit="prog")
+        bar = progress_bar(total=len(todo), desc=f"{desc} ({len(todo)} unique of {total})", unit="prog")
 
     def one(key):
         problem, completion = todo[key]

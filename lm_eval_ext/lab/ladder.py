@@ -33,6 +33,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..adaptive import write_json_atomic, write_text_atomic
+from ..console import progress_bar
+from ..files import apply_umask
 from .synthetic import TaskSpec, build_tokenizer, encode_examples, training_batch, held_out_prompts, ALPHABET
 
 MARKER = "lab_model.json"
@@ -158,6 +160,7 @@ def _save_state_atomic(path: Path, state: dict) -> None:
     os.close(fd)
     try:
         torch.save(state, tmp)
+        apply_umask(tmp)  # mkstemp's 0600
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -206,10 +209,8 @@ def train_model(root: Path, size: Size, seed: int, settings: TrainSettings = Tra
 
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=settings.steps, initial=start, desc=f"train {out.name} ({n_params / 1e3:.0f}k)",
-                   unit="step", leave=False)
+        bar = progress_bar(total=settings.steps, initial=start, desc=f"train {out.name} ({n_params / 1e3:.0f}k)",
+                           unit="step", leave=False)
     t0 = time.time()
     try:
         for step in range(start, settings.steps):
@@ -253,6 +254,7 @@ def train_model(root: Path, size: Size, seed: int, settings: TrainSettings = Tra
         final.save_pretrained(tmp)
         build_tokenizer(max_pos).save_pretrained(tmp)
         (tmp / MARKER).write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
+        apply_umask(tmp, tree=True)  # mkdtemp's 0700, safetensors' 0600: the umask's modes
         if out.exists():
             shutil.rmtree(out)  # an incomplete earlier directory (no marker)
         os.rename(tmp, out)

@@ -40,6 +40,7 @@ import pandas as pd
 from .ladder import (DEFAULT_SIZES, MANIFEST, Size, TrainSettings, count_parameters, is_trained, model_dir,
                      record_or_refuse, train_model, write_manifest)
 from ..adaptive import write_json_atomic
+from ..console import quiet_upstream
 from .synthetic import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ def _train_job(args) -> dict:
     root, size, seed, settings, device, threads = args
     import torch
 
+    quiet_upstream()  # in a spawned worker too: transformers' save bar off in logs
     torch.set_num_threads(threads)
     return train_model(root, size, seed, settings, device=device, progress=True)
 
@@ -338,6 +340,7 @@ def run_lab(out: str | os.PathLike, cfg: LabConfig = LabConfig(), *, device: str
     finetuning leg too (None: the lab without it)."""
     from .report import write_report
 
+    quiet_upstream()  # upstream bars off in logs; lm-eval's per-task-load warning once
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     check_config(out, cfg)

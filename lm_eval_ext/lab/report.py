@@ -22,41 +22,73 @@ def _fmt(x, spec=".4g") -> str:
     return format(x, spec)
 
 
-def plot_per_size(models: pd.DataFrame, path: Path, tasks, n_largest: float) -> Path:
-    """Every model's task PU (mean over instances of c/n) against N, one
-    panel per task: seeds as dots, the seed mean as a line; PU 0 drawn at the
-    panel's floor as open triangles (censored, not zero)."""
-    import matplotlib
+def per_size_figure(models: pd.DataFrame, tasks, n_largest: float):
+    """The figure of :func:`plot_per_size`: every model's task PU (mean over
+    instances of c/n) against N, one panel per task: seeds as dots, the seed
+    mean as a line (over the sizes where it is above 0); a model with no
+    pass (PU 0, censored) is drawn as an upper bound at PU = 1/n (one pass
+    in its n samples), never as a point at a floor.  The legend is below
+    the panels."""
+    from analysis.forecast.plot import CENSORED_LABEL, _plt, draw_upper_bounds, tidy_log_x, upper_bound_marker
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _plt()
+    from matplotlib.lines import Line2D
 
-    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.6), dpi=110, squeeze=False)
+    ncol = 1 if len(tasks) < 2 else 3 if len(tasks) > 2 else 2  # legend columns that fit the figure's width
+    fig, axes = plt.subplots(1, len(tasks), figsize=(max(3.9 * len(tasks), 5.2) + 0.6, 4.3 + 0.25 * (ncol < 2)),
+                             dpi=110, squeeze=False, layout="constrained")
+    seeds = sorted(models["seed"].unique())
+    color = {s: f"C{i % 10}" for i, s in enumerate(seeds)}
+    handles = {}
     for ax, task in zip(axes[0], tasks):
         d = models[models["task"] == task]
-        pos = d["value"][d["value"] > 0]
-        floor = 0.3 * float(pos.min()) if len(pos) else 1e-4
+        pts = []
         for seed, g in d.groupby("seed"):
             g = g.sort_values("N")
-            y = g["value"].to_numpy()
-            ax.plot(g["N"][y > 0], y[y > 0], "o", alpha=0.7, ms=5, label=f"seed {int(seed)}")
+            y = g["value"].to_numpy(float)
+            h = ax.plot(g["N"][y > 0], y[y > 0], "o", color=color[seed], alpha=0.75, ms=5, zorder=3,
+                        label=f"seed {int(seed)}")[0]
+            if (y > 0).any():
+                handles.setdefault(h.get_label(), h)
+            pts += list(y[y > 0])
             if (y <= 0).any():
-                ax.plot(g["N"][y <= 0], [floor] * int((y <= 0).sum()), "v", mfc="none", color="gray", ms=6)
+                n = g["n"].to_numpy(float)[y <= 0] if "n" in g.columns else np.full(int((y <= 0).sum()), np.nan)
+                bound = 1.0 / n
+                draw_upper_bounds(ax, g["N"].to_numpy(float)[y <= 0], bound, color=color[seed], zorder=3,
+                                  label=f"{CENSORED_LABEL}: no pass in n samples, PU < 1/n")
+                lab = f"{CENSORED_LABEL}: no pass in its n samples, PU < 1/n (seed's colour)"
+                handles.setdefault(lab, Line2D([], [], ls="none", marker=upper_bound_marker(), ms=13, mew=1.4,
+                                               mfc="none", color="0.35"))
+                pts += list(bound[np.isfinite(bound)])
         mean = d.groupby("N")["value"].mean()
-        ax.plot(mean.index, np.maximum(mean.to_numpy(), floor), "-", color="k", lw=1.2, label="seed mean")
-        ax.axvline(n_largest, color="C3", ls=":", lw=1)
+        pos = mean[mean > 0]
+        if len(pos):
+            h = ax.plot(pos.index, pos.to_numpy(), "-", color="k", lw=1.2, zorder=2,
+                        label="seed mean" + (" (a censored seed counted as 0)" if (models["value"] <= 0).any()
+                                             else ""))[0]
+            handles.setdefault(h.get_label(), h)
+        h = ax.axvline(n_largest, color="C3", ls=":", lw=1, label="the held-out largest size")
+        handles.setdefault(h.get_label(), h)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        if pts:
+            ax.set_ylim(min(pts) / 2.5, min(max(pts) * 2.0, 1.1))
         ax.set_title(task, fontsize=10)
         ax.set_xlabel("parameters N")
-        ax.grid(True, which="both", alpha=0.25)
+        ax.grid(True, which="major", alpha=0.25)
+        tidy_log_x(ax)
     axes[0][0].set_ylabel("PU (mean over instances)")
-    axes[0][0].legend(fontsize=7, loc="best")
-    fig.suptitle("PU of every model; dotted: the held-out largest size; ▽: no pass (censored)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    fig.legend(list(handles.values()), list(handles.keys()), loc="outside lower center",
+               ncol=min(len(handles), ncol), fontsize=7, frameon=False)
+    fig.suptitle("PU of every model by size and seed", fontsize=9)
+    return fig
+
+
+def plot_per_size(models: pd.DataFrame, path: Path, tasks, n_largest: float) -> Path:
+    """Write :func:`per_size_figure` to ``path`` and return the path."""
+    from analysis.forecast.plot import _save
+
+    return _save(per_size_figure(models, tasks, n_largest), path)
 
 
 def write_report(out: Path, cfg, df: pd.DataFrame, models: pd.DataFrame, prediction: dict, outcome: dict,
@@ -84,17 +116,21 @@ def write_report(out: Path, cfg, df: pd.DataFrame, models: pd.DataFrame, predict
               "| task | predicted PU | 95% prediction interval (as written) | observed PU (± se) | inside | "
               "interval incl. the observation's sampling noise | observed / predicted |",
               "|---|---|---|---|---|---|---|"]
+    cut = []
     for task in cfg.tasks:
         r = outcome["tasks"][task]
         if "predicted" in r:
             lines.append(f"| {task}{' (primary)' if task == primary else ''} | {_fmt(r['predicted'])} | "
-                         f"[{_fmt(r['lower'])}, {_fmt(r['upper'])}] | {_fmt(r['observed'])} ± "
+                         f"{_interval(r['lower'], r['upper'], cut)} | {_fmt(r['observed'])} ± "
                          f"{_fmt(r['observed_se'], '.2g')} | {'yes' if r['inside'] else '**no**'} | "
-                         f"[{_fmt(r['lower_with_obs_noise'])}, {_fmt(r['upper_with_obs_noise'])}] "
+                         f"{_interval(r['lower_with_obs_noise'], r['upper_with_obs_noise'], cut)} "
                          f"({'inside' if r['inside_with_obs_noise'] else 'outside'}) | "
                          f"{_fmt(r['ratio_observed_to_predicted'], '.3g')} |")
         else:
             lines.append(f"| {task} | - | no fit: {r.get('error', '')[:120]} | {_fmt(r['observed'])} | - | - | - |")
+    if cut:
+        lines += ["", "PU lies in [0, 1]: " + "; ".join(dict.fromkeys(cut)) + " as computed, shown cut there "
+                  "(marked \"interval cut at ...\")."]
     r = outcome["tasks"].get(primary, {})
     if "predicted" in r:
         verdict = (f"Primary task ({primary}): the observed PU lies inside the interval written before training."
@@ -184,6 +220,9 @@ def write_report(out: Path, cfg, df: pd.DataFrame, models: pd.DataFrame, predict
         png = plot_seed_distributions(res, out / f"seeds_{task}.png", title=f"{task}: PU across seeds")
         lines += [f"![seeds {task}]({png.name})", ""]
         lines += ["```", res.summary(), "```", ""]
+        note = _out_of_bounds(res)
+        if note:
+            lines += [note, ""]
         (out / f"seeds_{task}.json").write_text(json.dumps(res.to_dict(), indent=2, default=str))
 
     lines += ["## Files", "",
@@ -200,6 +239,49 @@ def write_report(out: Path, cfg, df: pd.DataFrame, models: pd.DataFrame, predict
     path = out / "report.md"
     write_text_atomic(path, "\n".join(lines) + "\n")
     return path
+
+
+def _interval(lower, upper, cut: list | None = None, lo: float = 0.0, hi: float = 1.0) -> str:
+    """``[lower, upper]`` of a quantity bounded in [lo, hi] (PU, accuracy, a
+    pass rate), cut to its bounds for display: an interval that leaves them
+    as computed reads ``[0, 0.42] (interval cut at 0)`` and its bound is
+    appended to ``cut`` (for the table's note)."""
+    def num(v):
+        return None if v is None or not np.isfinite(float(v)) else float(v)
+
+    a, b = num(lower), num(upper)
+    at = []
+    if a is not None and a < lo:
+        at.append(f"{lo:g}")
+        if cut is not None:
+            cut.append(f"a lower end below {lo:g} ({_fmt(a, '.3g')})")
+        a = lo
+    if b is not None and b > hi:
+        at.append(f"{hi:g}")
+        if cut is not None:
+            cut.append(f"an upper end above {hi:g} ({_fmt(b, '.3g')})")
+        b = hi
+    return f"[{_fmt(a)}, {_fmt(b)}]" + (f" (interval cut at {' and '.join(at)})" if at else "")
+
+
+def _out_of_bounds(res) -> str:
+    """'' or a note naming the seed-analysis intervals (in ``res.table``)
+    that leave the metric's bounds as computed; the figure cuts them."""
+    bounds = getattr(res, "bounds", None)
+    checks = [("p_success", (0.0, 1.0))] + ([(c, tuple(bounds)) for c in ("mean", "mean_success", "mode")]
+                                           if bounds is not None else [])
+    bad = []
+    t = res.table
+    for col, (lo, hi) in checks:
+        if f"{col}_lower" not in t.columns:
+            continue
+        for N, a, b in zip(t["N"], t[f"{col}_lower"], t[f"{col}_upper"]):
+            if (np.isfinite(a) and a < lo) or (np.isfinite(b) and b > hi):
+                bad.append(f"{col} at N = {N:.3g}: [{a:.3g}, {b:.3g}]")
+    if not bad:
+        return ""
+    return ("Note: these intervals leave the metric's bounds as computed and are cut at the bounds in the "
+            "figure: " + "; ".join(bad) + ".")
 
 
 def _sort_table(lines: list[str]) -> list[str]:

@@ -1,0 +1,161 @@
+"""What the project prints to the terminal: progress bars only on a terminal,
+repeated upstream warnings once.
+
+* :func:`quiet` is True when stderr is not a terminal (a log file, a pipe, a
+  batch job): a tqdm bar there is hundreds of carriage returns and cursor
+  codes. Jupyter is the exception: ``tqdm.auto`` draws widgets there.
+* :func:`progress_bar` is ``tqdm.auto.tqdm`` with ``disable`` also set when
+  :func:`quiet` (every bar of the project is made by it).
+* :func:`quiet_upstream` is called by the lab, the engine and the finetuning
+  code: when :func:`quiet`, transformers' / huggingface_hub's and datasets'
+  bars off (their own switches); always, lm-eval's warnings that repeat per
+  task load through once per process (:class:`OnceFilter`).
+* :func:`quiet_task_bars` silences, for one ``simple_evaluate`` call, the bar
+  lm-eval draws while building a task's requests (it has no switch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import threading
+
+# lm-eval 0.4.13 (api/task.py, Task.download) warns on every load of a task
+# whose data comes from a ``custom_dataset`` function, with or without
+# --metadata: once per (model, task) in the lab and per task in the engine.
+METADATA_HINT = "Custom kwargs can be passed to `--metadata`"
+REPEATED_UPSTREAM_WARNINGS = {"lm_eval.api.task": (METADATA_HINT,)}
+
+
+def _notebook_bars() -> bool:
+    """True when tqdm.auto draws notebook widgets (stderr is no TTY there)."""
+    if "ipykernel" not in sys.modules:
+        return False
+    try:
+        from tqdm.auto import tqdm
+        from tqdm.notebook import tqdm as notebook_tqdm
+    except Exception:  # noqa: BLE001 (no ipywidgets, ...): console bars
+        return False
+    return issubclass(tqdm, notebook_tqdm)
+
+
+def quiet(stream=None) -> bool:
+    """True when progress bars should stay off: ``stream`` (default
+    ``sys.stderr``, where tqdm writes) is not a terminal, outside Jupyter."""
+    stream = sys.stderr if stream is None else stream
+    try:
+        if stream is not None and stream.isatty():
+            return False
+    except (AttributeError, ValueError):  # no isatty, or closed
+        pass
+    return not _notebook_bars()
+
+
+def progress_bar(iterable=None, *, enabled: bool = True, **kwargs):
+    """``tqdm.auto.tqdm(iterable, **kwargs)``, disabled when not ``enabled``,
+    when ``kwargs['disable']`` is true, or when :func:`quiet`. A disabled bar
+    accepts ``update``/``set_postfix``/``close`` and iterates as usual."""
+    from tqdm.auto import tqdm
+
+    kwargs["disable"] = bool(kwargs.get("disable")) or not enabled or quiet()
+    return tqdm(iterable, **kwargs)
+
+
+class OnceFilter(logging.Filter):
+    """A logging filter that lets the first record whose message contains one
+    of ``patterns`` through and drops later ones with the same pattern (per
+    filter, i.e. per process when installed by :func:`once_per_process`).
+    Other records pass untouched."""
+
+    def __init__(self, patterns, note: str = " (shown once)") -> None:
+        super().__init__()
+        self.patterns = tuple(patterns)
+        self.note = note
+        self.seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        for pat in self.patterns:
+            if pat in msg:
+                with self._lock:
+                    if pat in self.seen:
+                        return False
+                    self.seen.add(pat)
+                if self.note:
+                    record.msg, record.args = msg + self.note, ()
+                return True
+        return True
+
+
+_once_filters: dict[str, OnceFilter] = {}
+_once_lock = threading.Lock()
+
+
+def once_per_process(logger_name: str, *patterns: str) -> OnceFilter:
+    """Install (once; later calls add patterns) an :class:`OnceFilter` on the
+    logger that emits the records. Returns the filter."""
+    with _once_lock:
+        f = _once_filters.get(logger_name)
+        if f is None:
+            f = _once_filters[logger_name] = OnceFilter(patterns)
+            logging.getLogger(logger_name).addFilter(f)
+        else:
+            f.patterns += tuple(p for p in patterns if p not in f.patterns)
+        return f
+
+
+_upstream_done = False
+
+
+def quiet_upstream() -> None:
+    """Repeated upstream warnings once per process; when :func:`quiet`, the
+    progress bars of transformers (loading and saving weights),
+    huggingface_hub and datasets off. Idempotent; a bar already drawn on a
+    terminal stays."""
+    global _upstream_done
+    for name, patterns in REPEATED_UPSTREAM_WARNINGS.items():
+        once_per_process(name, *patterns)
+    if _upstream_done or not quiet():
+        return
+    _upstream_done = True
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # also huggingface_hub's
+    except ImportError:
+        pass
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+    except ImportError:
+        pass
+
+
+@contextlib.contextmanager
+def quiet_task_bars():
+    """While the block runs and :func:`quiet`: lm-eval's bar over a task's
+    documents while it builds the requests (``Task.build_all_requests``, no
+    switch in 0.4.13) off. Scoped like the engine's other per-call patches."""
+    if not quiet():
+        yield
+        return
+    import lm_eval.api.task as task_mod
+
+    saved = getattr(task_mod, "tqdm", None)
+    if saved is None:
+        yield
+        return
+
+    class _Off(saved):
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+    task_mod.tqdm = _Off
+    try:
+        yield
+    finally:
+        task_mod.tqdm = saved
