@@ -16,12 +16,13 @@
 # samples_*.jsonl (per problem n, c, estimate, interval, every verdict), and
 # completions.jsonl beside the state (every answer).
 #
-# Time: about 3.5 minutes on 2 CPU cores after installation (measured 3 min
-# 32 s: ~35 s loading and de-quantizing the model, then 8 batches of 8 samples
-# of up to 192 tokens; a problem the model cannot solve costs the whole cap).
+# Time: about 4 minutes on 2 CPU cores after installation (measured: 3 min 55 s
+# for the whole script, 5 min with other work on the machine; ~35 s of it
+# loading and de-quantizing the model, then 8 batches of 8 samples of up to
+# 192 tokens: a problem the model cannot solve costs the whole cap).
 # On the first 4 problems this model solves nothing within the cap (the
 # verdict is a bound); it does solve easy ones further on (e.g. HumanEval/23
-# strlen, /28 concatenate, /53 add), which e.g. --limit 30 reaches (~25 min).
+# strlen, /28 concatenate), which --limit 30 reaches (estimated 20-25 min).
 # Extra arguments go to lm-eval-ext passuntil (e.g. --limit 10, --cap 64); a
 # rerun with the same arguments reuses the finished run, other arguments need
 # another output directory (OUT=...).
@@ -67,6 +68,6 @@ if solved:
     print(f"{head}: {m['pu,passuntil']:.3g} [{lo:.3g}, {hi:.3g}] ({how}; interval: mean of the per-problem "
           f"exact 95% bounds): solved {len(solved)} of {n_prob} ({names}); the rest are censored.")
 else:
-    print(f"{head}: no problem solved within the cap ({how}): each problem's PU is below "
-          f"{max(x['pu_interval'][1] for x in rows):.2g} (one-sided 95%), the task PU below {hi:.2g}.")
+    print(f"{head}: no problem solved within the cap ({how}): each problem's PU, and so the task PU, "
+          f"is below {max(x['pu_interval'][1] for x in rows):.2g} (one-sided 95% bound per problem).")
 EOF

@@ -8,8 +8,9 @@ repeated upstream warnings once.
   :func:`quiet` (every bar of the project is made by it).
 * :func:`quiet_upstream` is called by the lab, the engine and the finetuning
   code: when :func:`quiet`, transformers' / huggingface_hub's and datasets'
-  bars off (their own switches); always, lm-eval's warnings that repeat per
-  task load through once per process (:class:`OnceFilter`).
+  bars off (their own switches); always, lm-eval's warnings that repeat on
+  every task load or ``simple_evaluate`` call through once per process
+  (:class:`OnceFilter`, :data:`REPEATED_UPSTREAM_WARNINGS`).
 * :func:`quiet_task_bars` silences, for one ``simple_evaluate`` call, the bar
   lm-eval draws while building a task's requests (it has no switch).
 """
@@ -25,7 +26,10 @@ import threading
 # whose data comes from a ``custom_dataset`` function, with or without
 # --metadata: once per (model, task) in the lab and per task in the engine.
 METADATA_HINT = "Custom kwargs can be passed to `--metadata`"
-REPEATED_UPSTREAM_WARNINGS = {"lm_eval.api.task": (METADATA_HINT,)}
+# lm-eval 0.4.13 (evaluator.simple_evaluate) warns on every call given
+# gen_kwargs: the engine makes one call per chunk of every round.
+GEN_KWARGS_HINT = "specified through cli, these settings will update set parameters in yaml tasks"
+REPEATED_UPSTREAM_WARNINGS = {"lm_eval.api.task": (METADATA_HINT,), "lm_eval.evaluator": (GEN_KWARGS_HINT,)}
 
 
 def _notebook_bars() -> bool:

@@ -124,6 +124,23 @@ def test_filter_keeps_every_repeat_in_order():
     assert out == [["passed", "failed", "passed"], ["failed"]]
 
 
+def test_filter_code_block_runs_the_code_of_a_chat_answer():
+    """passuntil_humaneval_instruct: the answer's first fenced block (closed,
+    left open by the stop sequence, or none) runs after the prompt; a full
+    def redefines the prompt's function, an indented body continues it."""
+    from lm_eval_ext.filters import PassUntilExecuteFilter, chat_code
+
+    full = "Here is the solution:\n```python\ndef add(a, b):\n    return a + b\n```\nIt adds."
+    open_block = "```python\ndef add(a, b):\n    return b + a"
+    body = "    return a + b"
+    wrong = "```python\ndef add(a, b):\n    return a - b\n```"
+    prose = "The function adds its arguments."
+    assert chat_code(full) == "\ndef add(a, b):\n    return a + b\n"
+    out = PassUntilExecuteFilter(timeout=5, code_block=True).apply([[full, open_block, body, wrong, prose]], [ADD])
+    assert out == [["passed", "passed", "passed", "failed", "failed"]]
+    assert PassUntilExecuteFilter(timeout=5).apply([[full]], [ADD]) == [["failed"]]  # not without the option
+
+
 def test_filter_refuses_to_score_when_the_sandbox_is_broken(monkeypatch):
     from lm_eval_ext.filters import PassUntilExecuteFilter
 

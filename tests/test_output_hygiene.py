@@ -182,5 +182,34 @@ def test_once_filter_lets_one_copy_through():
 def test_quiet_upstream_installs_the_filter_once():
     console.quiet_upstream()
     console.quiet_upstream()
-    flt = [f for f in logging.getLogger("lm_eval.api.task").filters if isinstance(f, console.OnceFilter)]
-    assert len(flt) == 1 and console.METADATA_HINT in flt[0].patterns
+    for name, hint in (("lm_eval.api.task", console.METADATA_HINT), ("lm_eval.evaluator", console.GEN_KWARGS_HINT)):
+        flt = [f for f in logging.getLogger(name).filters if isinstance(f, console.OnceFilter)]
+        assert len(flt) == 1 and hint in flt[0].patterns, name
+
+
+def test_upstream_hints_match_lm_eval():
+    """The patterns are lm-eval 0.4.13's messages: a reworded upstream
+    message would silently make the filter a no-op."""
+    import inspect
+
+    import lm_eval.api.task as task_mod
+    import lm_eval.evaluator as ev
+
+    assert console.METADATA_HINT in inspect.getsource(task_mod)
+    assert console.GEN_KWARGS_HINT in inspect.getsource(ev)
+
+
+def test_model_code_compile_warnings_stay_out_of_the_log():
+    """run_program compiles each candidate in this process: CPython's
+    SyntaxWarnings about the model's code are dropped, others are not."""
+    import warnings
+
+    from lm_eval_ext.execution import run_program
+
+    with warnings.catch_warnings(record=True) as got:
+        warnings.resetwarnings()  # as inside any catch_warnings block: the filter must come back
+        warnings.simplefilter("default")
+        v = run_program("def f():\n", "    return None(1)\n", "def check(c):\n    c()\n", "f")
+        compile("x = None(1)\n", "<elsewhere>", "exec")  # the control
+    assert v.status == "failed"
+    assert [w.filename for w in got if w.category is SyntaxWarning] == ["<elsewhere>"]

@@ -47,6 +47,22 @@ from . import launcher
 
 log = logging.getLogger(__name__)
 
+
+def _quiet_candidate_warnings() -> None:
+    """run_program compiles every candidate in this process first; what
+    CPython says about the model's code while compiling it ("'NoneType'
+    object is not callable; perhaps you missed a comma?") would otherwise
+    fill the log. One global filter for the "<candidate>" pseudo-module,
+    (re)installed when missing (an enclosing ``catch_warnings`` drops it; a
+    ``catch_warnings`` per call would race between the checker's threads)."""
+    for action, _msg, category, module, _line in warnings.filters:
+        if action == "ignore" and category is SyntaxWarning and getattr(module, "pattern", None) == "<candidate>":
+            return
+    warnings.filterwarnings("ignore", category=SyntaxWarning, module="<candidate>")
+
+
+_quiet_candidate_warnings()
+
 LAUNCHER = os.path.abspath(launcher.__file__)
 _NAMESPACE_FLAGS = ["--user", "--map-root-user", "--pid", "--fork", "--kill-child",
                     "--mount", "--mount-proc", "--net", "--ipc", "--uts"]
@@ -280,6 +296,7 @@ def run_program(prompt: str, completion: str, test: str, entry_point: str,
     # runs none of it (CPython bounds nesting and constant folding), so such
     # programs fail here without the cost of a sandbox.
     t0 = time.monotonic()
+    _quiet_candidate_warnings()
     try:
         compile(prompt + completion, "<candidate>", "exec", dont_inherit=True)
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
