@@ -82,7 +82,6 @@ class FittedCurve:
     L_min: float
     L_max: float
     n_models: int
-    rss: float = float("nan")
     notes: list = field(default_factory=list)
 
     # internal parameters -> curve --------------------------------------
@@ -156,7 +155,7 @@ def _jac(form, th, L, chance, smooth):
     raise ValueError(f"unknown curve form {form!r}")
 
 
-def _bounds(form, L, y, chance):
+def _bounds(form, L):
     span = max(float(L.max() - L.min()), 1e-6)
     lo_L, hi_L = float(L.min()) - 3 * span, float(L.max()) + 3 * span
     kmax = 60.0 / span
@@ -281,7 +280,7 @@ def fit_curve(L, y, v, form: str, *, chance: float = 0.0, runs=None, smooth: flo
                          f"got {len(np.unique(L))}")
     span = max(float(L.max() - L.min()), 1e-6)
     smooth = span / 20 if smooth is None else smooth
-    lo, hi = _bounds(form, L, y, chance)
+    lo, hi = _bounds(form, L)
     tau2 = max(float(np.var(y)) * 0.1, TAU_FLOOR**2)
     fit = None
     starts = None
@@ -316,6 +315,5 @@ def fit_curve(L, y, v, form: str, *, chance: float = 0.0, runs=None, smooth: flo
         if note:
             notes.append(note)
         cov[np.ix_(free, free)] = covf
-    rss = float(np.sum(w * (y - _eval(form, th, L, chance, smooth)) ** 2))
     return FittedCurve(form=form, theta=th, cov=cov, tau2=float(tau2), chance=float(chance), smooth=float(smooth),
-                       L_min=float(L.min()), L_max=float(L.max()), n_models=n, rss=rss, notes=notes)
+                       L_min=float(L.min()), L_max=float(L.max()), n_models=n, notes=notes)

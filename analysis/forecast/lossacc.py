@@ -53,7 +53,7 @@ from scipy import stats
 from .backtest import interval_score
 from .calibration import Calibration, calibrate
 from .curves import CURVE_FORMS, FittedCurve, curve_min_models, fit_curve
-from .forecaster import FormResult, fit_and_chain, json_records, mixture_errors, mixture_moments, weigh
+from .forecaster import ForecastResults, FormResult, fit_and_chain, json_records, mixture_errors, mixture_moments, weigh
 
 __all__ = ["PRIOR", "DEFAULT_CURVES", "observe_loss", "fit_loss_forecast", "LossForecastResults",
            "forward_chain_loss", "backtest_loss_obs", "is_loss_column"]
@@ -175,9 +175,7 @@ class LossForecastResults:
     verdict_reason: str = ""
     notes: list = field(default_factory=list)
 
-    @property
-    def weights(self) -> pd.Series:
-        return pd.Series({k: f.weight for k, f in self.forms.items()})
+    weights = ForecastResults.weights
 
     @property
     def params(self) -> pd.Series:
@@ -483,7 +481,7 @@ def _forecast_rows(final, law, gp: pd.DataFrame, loss_col: str, x_name: str) -> 
 
     n = gp["n_items"].to_numpy(float) if "n_items" in gp.columns else None
     if law is not None:
-        for c in law_columns(law, x_name):
+        for c in law.columns:
             bad = gp.loc[~(pd.to_numeric(gp[c], errors="coerce") > 0), "model"].tolist() if c in gp.columns \
                 else gp["model"].tolist()
             if bad:
@@ -507,10 +505,6 @@ def _forecast_rows(final, law, gp: pd.DataFrame, loss_col: str, x_name: str) -> 
         for c in ("loss_pred", "loss_lower", "loss_upper"):
             out[c] = pred[c].to_numpy()
     return out
-
-
-def law_columns(law, x_name: str) -> list[str]:
-    return ["N", "tokens"] if law.kind == "chinchilla" else [x_name]
 
 
 def backtest_loss_table(df: pd.DataFrame, *, x_name: str = "loss", via: str | None = None, tasks=None,

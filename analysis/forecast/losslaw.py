@@ -89,6 +89,11 @@ class LossLaw:
     calibration: Calibration = None
     notes: list = field(default_factory=list)
 
+    @property
+    def columns(self) -> list[str]:
+        """The scale columns a model needs for this law."""
+        return ["N", "tokens"] if self.kind == "chinchilla" else [self.x]
+
     def design(self, df: pd.DataFrame) -> np.ndarray:
         if self.kind == "chinchilla":
             return np.column_stack([np.log(df["N"].to_numpy(float)), np.log(df["tokens"].to_numpy(float))])
