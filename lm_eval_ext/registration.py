@@ -53,7 +53,8 @@ def register() -> None:
         for name, (fn, agg, higher) in metrics.METRICS.items():
             if registry.metric_registry.get(name, None) is None:
                 registry.metric_registry.register(name, target=fn)
-                registry.higher_is_better_registry.register(name, target=higher)
+                if higher is not None:  # counts and bounds have no direction (the configs say null)
+                    registry.higher_is_better_registry.register(name, target=higher)
                 registry.metric_agg_registry.register(name, target=registry.aggregation_registry.get(agg))
             elif registry.metric_registry.get(name) is not fn:
                 log.warning("lm_eval_ext: metric %r is already registered by someone else; keeping theirs", name)
@@ -75,5 +76,6 @@ pu_censored = metrics.pu_censored
 n_samples = metrics.n_samples
 n_passed = metrics.n_passed
 pu_interval = metrics.pu_interval
+pu_upper = metrics.pu_upper
 agg_sum = metrics.agg_sum
 agg_count = metrics.agg_count

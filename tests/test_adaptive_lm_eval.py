@@ -105,7 +105,8 @@ def test_kill_and_resume_through_lm_eval(tiny_model_dir, tmp_path):
         if x["pu_stop"] == "r_passes":
             k = x["pu_K"]
             assert o[:k].count("1") == 2 and o[k - 1] == "1"
-            assert x["pu"] == pytest.approx(1 / (k - 1))
+            assert x["pu_rK"] == pytest.approx(1 / (k - 1))  # Haldane's, named apart
+        assert x["pu_estimator"] == "rao-blackwell"  # the design's unbiased estimate is the PU
     assert lines[3]["pu_censored"] == 1 and lines[3]["pu_interval"][0] == 0.0
 
     # Rerunning a finished run writes nothing; other settings are refused.

@@ -197,7 +197,8 @@ def test_read_instances_adaptive_format(tmp_path):
          "filtered_resps": [["failed"] * 22 + ["passed"] * 2]},
         {"doc_id": 1, "n_samples": 10000, "n_passed": 0, "pu": 0.0, "pu_stop": "cap", "pu_K": None, "pu_r": 2}])
     df = read_instances(tmp_path)
-    assert list(df.columns) == ["model", "task", "instance", "n", "c", "K", "r", "stop", "file"]
+    assert list(df.columns) == ["model", "task", "instance", "n", "c", "pu", "K", "r", "stop", "file"]
+    assert list(df["pu"]) == [1 / 11, 0.0]  # the engine's estimate, read as written
     assert list(df["model"]) == ["org/m"] * 2 and list(df["task"]) == ["passuntil_humaneval"] * 2
     assert list(df["n"]) == [24, 10000] and list(df["c"]) == [2, 0] and df["n"].dtype == np.int64
     assert df["K"].iloc[0] == 12 and pd.isna(df["K"].iloc[1]) and list(df["stop"]) == ["r_passes", "cap"]

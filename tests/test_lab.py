@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lm_eval_ext.lab import synthetic as syn
@@ -178,6 +179,38 @@ def _run_quick(out: Path):
     return proc
 
 
+def _one_pu_everywhere(out: Path, tmp_path: Path, report: str) -> None:
+    """The same run's PU is one number in the engine's results JSON, the lab's
+    per_model_pu.csv and report, `python -m analysis scaling` and
+    `python -m analysis seeds` (each model, and each size's mean over seeds)."""
+    import csv
+
+    from analysis.cli import main as analysis_main
+
+    task = "lab_count"
+    per_model = {r["model"]: r for r in csv.DictReader((out / "per_model_pu.csv").open()) if r["task"] == task}
+    assert len(per_model) == 10
+    for model, row in per_model.items():
+        (res,) = [json.loads(f.read_text()) for f in (out / "eval" / Path(model).name).rglob("results_*.json")
+                  if task in json.loads(f.read_text())["results"]]
+        assert res["results"][task]["pu,passuntil"] == pytest.approx(float(row["value"]), rel=1e-9), model
+    args = [str(out / "eval"), "--manifest", str(out / "models" / "manifest.csv")]
+    assert analysis_main(["scaling", *args, "--tasks", task, "--n_boot", "-1",
+                          "--output_path", str(tmp_path / "scaling")]) == 0
+    fc = json.loads((tmp_path / "scaling" / f"scaling_{task}.json").read_text())["forecast"]
+    assert {m["model"]: m["p"] for m in fc["models"]} == pytest.approx(
+        {m: float(r["value"]) for m, r in per_model.items()}, rel=1e-9)
+    assert analysis_main(["seeds", *args, "--task", task, "--n_boot", "200",
+                          "--output_path", str(tmp_path / "seeds")]) == 0
+    sizes = json.loads((tmp_path / "seeds" / f"seeds_{task}_pu.json").read_text())["sizes"]
+    assert len(sizes) == 5
+    for s in sizes:
+        mean = np.mean([float(r["value"]) for r in per_model.values() if float(r["N"]) == s["N"]])
+        assert s["mean"] == pytest.approx(mean, rel=1e-9)
+        row = next(line for line in report.splitlines() if line.startswith("| q") and f"| {s['N']:,.0f} |" in line)
+        assert f"| {mean:.3g} (" in row, (row, mean)
+
+
 @pytest.mark.slow
 def test_quick_lab_end_to_end_and_resume(tmp_path):
     from analysis.ingest import read_manifest
@@ -221,6 +254,8 @@ def test_quick_lab_end_to_end_and_resume(tmp_path):
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
         assert f"({name})" in report
+
+    _one_pu_everywhere(out, tmp_path, report)
 
     # resume: a rerun trains and scores nothing again and keeps the first prediction
     markers = {p: p.stat().st_mtime_ns for p in (out / "models").glob("*/lab_model.json")}

@@ -442,3 +442,91 @@ def test_bad_input_raises_value_error(call, match):
 def test_instance_estimate_is_public_dataclass():
     est = InstanceEstimate(n=5, c=1, estimate=0.2, lower=0.0, upper=0.7, censored=False)
     assert est.to_dict()["estimate"] == 0.2 and est.r is None
+
+
+# ---------------------------------------------------------------- the engine's estimator
+
+
+def _engine_stop(rule, seq):
+    """Run the adaptive engine on a fixed outcome sequence; return the instance."""
+    from lm_eval_ext.adaptive import AdaptiveState
+
+    st = AdaptiveState([0], rule, seed=0)
+    pos = 0
+    while not st.finished:
+        plan = st.plan()
+        if plan:
+            m = plan[0]
+            st.record({0: seq[pos:pos + m]})
+            pos += m
+        st.end_round()
+    return st.instances[0]
+
+
+@pytest.mark.parametrize("rule_kw", [dict(r=2, cap=8, first=1), dict(r=3, cap=8, first=2),
+                                     dict(r=2, cap=8, first=1, rel_precision=0.9)])
+def test_engine_estimate_is_exactly_unbiased(rule_kw):
+    """Every outcome sequence of length cap, driven through the engine: the
+    reported PU averages to p exactly, while c/n under the same stopping is biased."""
+    import itertools
+
+    from lm_eval_ext.adaptive import StopRule
+
+    rule = StopRule(**rule_kw)
+    cap = rule.cap
+    rows = []
+    for seq in itertools.product([False, True], repeat=cap):
+        inst = _engine_stop(rule, list(seq))
+        e = inst.estimate(rule)
+        assert e.estimator == "rao-blackwell"
+        rows.append((sum(seq), 0.0 if e.censored else e.estimate, inst.c / inst.n))
+    total, est, cn = map(np.array, zip(*rows))
+    for p in (0.03, 0.2, 0.5, 0.9):
+        w = p ** total * (1 - p) ** (cap - total)
+        assert w.sum() == pytest.approx(1.0)
+        assert (w * est).sum() == pytest.approx(p, abs=1e-12)
+    w = 0.2 ** total * 0.8 ** (cap - total)
+    assert (w * cn).sum() > 0.2 * 1.05  # c/n is biased upward under this stopping rule
+
+
+class _OneAtATime:
+    """Sampling one at a time until the r-th pass or the cap: the classical design."""
+
+    def __init__(self, r, cap):
+        self.r, self.cap = r, cap
+
+    def batch(self, round_index, n, c):
+        return 1
+
+    def stops(self, n, c):
+        return c >= self.r or n >= self.cap
+
+    def __hash__(self):
+        return hash((type(self), self.r, self.cap))
+
+    def __eq__(self, other):
+        return type(other) is type(self) and (other.r, other.cap) == (self.r, self.cap)
+
+
+class _Fixed(_OneAtATime):
+    def batch(self, round_index, n, c):
+        return self.cap
+
+    def stops(self, n, c):
+        return n >= self.cap
+
+
+def test_pu_sequential_reduces_to_known_estimators():
+    from lm_eval_ext.passuntil import pu_sequential
+
+    d = _OneAtATime(r=3, cap=50)
+    for K in (3, 4, 10, 50):
+        assert pu_sequential(K, 3, d) == pytest.approx(pu_unbiased(3, K), rel=1e-12)
+    assert pu_sequential(50, 2, d) == pytest.approx(2 / 50, rel=1e-12)  # cap stop: c/n (GMS)
+    assert pu_sequential(20, 7, _Fixed(r=99, cap=20)) == pytest.approx(7 / 20, rel=1e-12)
+    with pytest.raises(ValueError, match="does not stop"):
+        pu_sequential(10, 2, d)
+    from lm_eval_ext.adaptive import StopRule
+
+    with pytest.raises(ValueError, match="no sampling path"):
+        pu_sequential(5, 2, StopRule(r=2, cap=64, first=8))  # rounds draw 8, 16, ...: never n = 5

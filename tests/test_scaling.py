@@ -369,3 +369,25 @@ def test_profile_interval_for_alpha_at_instance_level():
         fit_task_law(df, level="task").conf_int(method="profile")
     with pytest.raises(ValueError, match="wald"):
         res.conf_int(method="bayes")
+
+
+def test_task_pu_uses_the_samplers_estimate_and_pools_runs_with_their_spread():
+    """Several runs (seeds) per size: the size's PU is the mean over runs of
+    each run's mean of per-instance ``pu``; the spread between runs is in var."""
+    from analysis.tasklaw import task_pu_by_size
+
+    rows = []
+    for N, runs in ((1e6, (0.05, 0.25)), (1e7, (0.30, 0.32))):
+        for r, p in enumerate(runs):
+            for i in range(20):
+                # c/n = 0.5 everywhere: only the pu column says what the sampler estimated
+                rows.append({"N": N, "instance": i, "run": f"s{r}", "n": 2000, "c": 1000, "pu": p})
+    s = task_pu_by_size(pd.DataFrame(rows)).set_index("N")
+    assert s.loc[1e6, "pu"] == pytest.approx(0.15) and s.loc[1e7, "pu"] == pytest.approx(0.31)
+    assert list(s["runs"]) == [2, 2] and list(s["m"]) == [40, 40]
+    # seed spread: var of the mean of 2 runs = sample var / 2, far above the binomial part
+    assert s.loc[1e6, "var"] == pytest.approx(np.var([0.05, 0.25], ddof=1) / 2)
+    assert s.loc[1e7, "var"] == pytest.approx(np.var([0.30, 0.32], ddof=1) / 2)
+    # without pu, c/n; without runs, the binomial variance only
+    plain = task_pu_by_size(pd.DataFrame(rows).drop(columns=["pu", "run"]).drop_duplicates(["N", "instance"]))
+    assert list(plain["pu"]) == [0.5, 0.5] and plain["var"].max() < 1e-4

@@ -478,3 +478,30 @@ def test_counts_and_scores_do_not_mix(tmp_path):
         load([counts, scores])
     with pytest.raises(ValueError, match=r"s\.csv: a table of scores .* but counts are needed"):
         load([counts, scores], kind="counts")
+
+
+def test_counts_table_pu_column(tmp_path):
+    """An optional per-instance pu (the sampler's estimate) is read, checked
+    against the counts, and used by every analysis through instance_pu."""
+    from analysis.ingest import instance_pu, load
+
+    p = tmp_path / "counts.csv"
+    p.write_text("model,N,task,instance,n,c,pu\n"
+                 "a,1e6,t,0,40,2,0.031\n"
+                 "a,1e6,t,1,16,0,0\n"
+                 "a,1e6,t,2,16,1,\n")
+    df = load(p)
+    assert list(instance_pu(df)) == pytest.approx([0.031, 0.0, 1 / 16])
+    bad = tmp_path / "bad.csv"
+    bad.write_text("model,N,task,instance,n,c,pu\na,1e6,t,0,40,2,0.031\na,1e6,t,1,16,0,0.2\n")
+    with pytest.raises(ValueError, match=r"bad\.csv:3: pu = 0\.2 contradicts c = 0"):
+        load(bad)
+    bad.write_text("model,N,task,instance,n,c,pu\na,1e6,t,0,40,2,1.5\n")
+    with pytest.raises(ValueError, match=r"bad\.csv:2: pu = 1\.5 is not a pass rate"):
+        load(bad)
+    # duplicates are summed: an estimate of one run's design no longer applies, c/n does
+    dup = tmp_path / "dup.csv"
+    dup.write_text("model,N,task,instance,n,c,pu\na,1e6,t,0,40,2,0.031\na,1e6,t,0,8,1,0.125\n")
+    with pytest.warns(UserWarning, match="merged by summing"):
+        d = load(dup)
+    assert list(instance_pu(d)) == pytest.approx([3 / 48])

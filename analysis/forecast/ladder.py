@@ -75,7 +75,7 @@ def task_observations(df: pd.DataFrame, task: str, *, chance: float | None = Non
         cols = [c for c in ("model", "x", "score", "n_items") if c in g.columns]
         g = g[cols].assign(chance=ch)
     else:
-        g = g[["model", "x", "instance", "n", "c"]]
+        g = g[["model", "x", "instance", "n", "c"] + (["pu"] if "pu" in g.columns else [])]
     obs = observe(g)
     n_cens = int(obs["censored"].sum())
     if n_cens:

@@ -32,6 +32,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..ingest.tables import instance_pu
+
 __all__ = ["observe", "y_from_p", "p_from_y", "var_p_of", "var_y_of", "to_scale", "observed_value", "detect_kind"]
 
 
@@ -83,7 +85,8 @@ def observe(df: pd.DataFrame, *, x: str = "x", chance: float | None = None) -> p
     """Per-model observations of one task.
 
     ``df``: rows of one task, with ``model`` and the scale column ``x`` and
-    either counts (``instance``, ``n``, ``c``) or scores (``score``, optional
+    either counts (``instance``, ``n``, ``c``, optional ``pu``: the
+    instance's PU as its sampler estimated it) or scores (``score``, optional
     ``n_items``, ``chance``).  ``chance`` overrides the table's column (scores
     only; default 0 when neither is given).
 
@@ -103,7 +106,7 @@ def observe(df: pd.DataFrame, *, x: str = "x", chance: float | None = None) -> p
             n = g["n"].to_numpy(float)
             c = g["c"].to_numpy(float)
             m = len(g)
-            p = float(np.mean(c / n))
+            p = float(np.mean(instance_pu(g)))  # the sampler's PU (column pu), else c/n
             pt = (c + 0.5) / (n + 1.0)
             var_p = float(np.sum(pt * (1 - pt) / n) / m**2)
             total = float(c.sum())

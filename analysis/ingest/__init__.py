@@ -22,6 +22,7 @@ from .tables import (  # noqa: F401
     FORMATS,
     TABLE_SUFFIXES,
     TableWarning,
+    instance_pu,
     is_table_file,
     load,
     read_table,

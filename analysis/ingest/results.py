@@ -37,7 +37,7 @@ PathLike = str | Path
 
 RESULT_COLUMNS = ["model", "task", "metric", "filter", "value", "stderr", "num_fewshot",
                   "n_params", "file", "format"]
-INSTANCE_COLUMNS = ["model", "task", "instance", "n", "c", "K", "r", "stop", "file"]
+INSTANCE_COLUMNS = ["model", "task", "instance", "n", "c", "pu", "K", "r", "stop", "file"]
 #: Manifest columns coerced to numbers (``checkpoint`` is a label, kept as is).
 MANIFEST_NUMERIC = ["N", "tokens", "flops", "loss", "seed", "D"]
 #: Columns :func:`tidy_table` requires, by kind of table.
@@ -365,7 +365,11 @@ def read_samples_file(path: PathLike, model: str) -> list[dict]:
         if c > n:
             raise ValueError(f"{where}: n_passed = {c} exceeds n_samples = {n}")
         stop = rec.get("pu_stop")
+        pu = rec.get("pu")
+        if pu is not None and not (_is_number(pu) and 0 <= pu <= 1):
+            raise ValueError(f"{where}: pu = {pu!r} is not a pass rate in [0, 1]")
         rows.append({"model": model, "task": task, "instance": rec.get("doc_id"), "n": n, "c": c,
+                     "pu": None if pu is None else float(pu),
                      "K": _optional_int(rec.get("pu_K"), "pu_K", where),
                      "r": _optional_int(rec.get("pu_r"), "pu_r", where),
                      "stop": None if stop is None else str(stop), "file": str(path)})
@@ -376,7 +380,9 @@ def read_instances(paths: PathLike | Iterable[PathLike]) -> pd.DataFrame:
     """One row per (model, task, instance) with PassUntil counts, from samples JSONL.
 
     Columns: see :data:`INSTANCE_COLUMNS`. ``n``/``c``: samples drawn and
-    passes (from ``n_samples``/``n_passed``); ``K`` (the sample of the r-th
+    passes (from ``n_samples``/``n_passed``); ``pu`` the instance's PU as the
+    sampler estimated it (c/n for a fixed budget; the adaptive engine's
+    unbiased estimate under its stopping rule); ``K`` (the sample of the r-th
     pass), ``r`` and ``stop`` (why sampling stopped) come from the adaptive
     engine and are missing (<NA>/None) for fixed-budget runs. ``instance`` is
     lm-eval's ``doc_id``. Samples of a task that is not a PassUntil task raise a
@@ -397,6 +403,7 @@ def read_instances(paths: PathLike | Iterable[PathLike]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=INSTANCE_COLUMNS)
     for col in ("n", "c"):
         df[col] = df[col].astype("int64")
+    df["pu"] = df["pu"].astype("float64")
     for col in ("K", "r"):
         df[col] = df[col].astype("Int64")
     return df

@@ -43,8 +43,11 @@ The measurement, one of two shapes:
 - counts (a table with ``n`` and ``c`` is a counts table): ``task``,
   ``instance`` [doc_id, item] (the task's item), ``n`` [samples, n_samples]
   (samples drawn, an integer >= 1), ``c`` [passes, n_passed] (passes,
-  0 <= c <= n).  Duplicate (model, task, instance) rows are summed (n and c),
-  with a warning: a resumed run writes its instances twice.
+  0 <= c <= n), optional ``pu`` (the instance's PU as its sampler estimated
+  it: the adaptive engine's unbiased estimate under its stopping rule; where
+  it is missing, every analysis uses ``c/n``, see :func:`instance_pu`).
+  Duplicate (model, task, instance) rows are summed (n and c; ``pu`` then
+  becomes ``c/n``), with a warning.
 - scores: ``task``, ``score`` [value, acc, accuracy] (the metric's value: an
   accuracy in [0, 1]; percentages, i.e. every score 0 or in [1, 100] and some
   above 1, are divided by 100 with a warning), optional ``metric`` (default
@@ -103,11 +106,11 @@ from .results import (
 
 PathLike = str | Path
 
-__all__ = ["COLUMNS", "TABLE_SUFFIXES", "FORMATS", "TableWarning", "is_table_file", "read_table",
-           "load", "select_metric", "with_x"]
+__all__ = ["COLUMNS", "PRIMARY_METRICS", "TABLE_SUFFIXES", "FORMATS", "TableWarning", "is_table_file", "read_table",
+           "load", "select_metric", "with_x", "instance_pu"]
 
 #: The documented columns, in the order :func:`load` puts them.
-COLUMNS = ["model", "N", "tokens", "compute", "loss", "task", "instance", "n", "c", "metric", "filter",
+COLUMNS = ["model", "N", "tokens", "compute", "loss", "task", "instance", "n", "c", "pu", "metric", "filter",
            "num_fewshot", "score", "n_items", "chance", "seed", "run", "step", "split", "D"]
 #: File name endings read as tables.
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet", ".jsonl", ".jsonl.gz", ".json")
@@ -123,13 +126,13 @@ _ALIASES = {
     "compute": "compute", "flops": "compute",
     "loss": "loss",
     "c": "c", "passes": "c", "n_passed": "c",
-    "samples": "n", "n_samples": "n",
+    "samples": "n", "n_samples": "n", "pu": "pu",
     "score": "score", "value": "score", "acc": "score", "accuracy": "score",
     "metric": "metric", "filter": "filter", "num_fewshot": "num_fewshot",
     "n_items": "n_items", "num_items": "n_items", "n_docs": "n_items",
     "chance": "chance", "seed": "seed", "run": "run", "step": "step", "split": "split", "d": "D",
 }
-_NUMERIC = ["N", "tokens", "compute", "loss", "n", "c", "score", "n_items", "chance", "step", "D", "num_fewshot"]
+_NUMERIC = ["N", "tokens", "compute", "loss", "n", "c", "pu", "score", "n_items", "chance", "step", "D", "num_fewshot"]
 _LABELS = ["model", "task", "metric", "filter", "run", "split"]
 #: Columns that tell models apart, in the order derived names use them.
 _IDENTIFYING = ["N", "tokens", "compute", "seed", "run", "step"]
@@ -141,7 +144,23 @@ _SPLITS = {"train": "train", "fit": "train", "holdout": "holdout", "heldout": "h
 #: Metrics whose scores are proportions (checked to lie in [0, 1], percentages detected).
 _PROPORTION = re.compile(r"^(score|value|em|f1|mc[12])$|acc|exact|match|pass|correct|success|rate|brier")
 _KEY_SCORES = ["model", "task", "metric", "filter", "num_fewshot"]
+#: The metric an analysis takes when none is named and a task has several:
+#: accuracy, or a PassUntil task's PU (its other metrics are counts and bounds).
+PRIMARY_METRICS = ("acc", "pu")
 _KEY_COUNTS = ["model", "task", "instance"]
+
+
+def instance_pu(df: pd.DataFrame) -> np.ndarray:
+    """Each counts row's PU: the sampler's own estimate (column ``pu``) where
+    there is one, else ``c/n``.  The one definition every analysis uses, so a
+    task PU here is the one the engine reported (for a fixed budget, ``c/n``;
+    for the adaptive engine, its design's unbiased estimate, which ``c/n``
+    would overstate by 10-65%: lm_eval_ext.passuntil.pu_sequential)."""
+    cn = df["c"].to_numpy(float) / df["n"].to_numpy(float)
+    if "pu" not in df.columns:
+        return cn
+    pu = pd.to_numeric(df["pu"], errors="coerce").to_numpy(float)
+    return np.where(np.isnan(pu), cn, pu)
 
 
 class TableWarning(UserWarning):
@@ -465,6 +484,13 @@ def _normalise(raw: pd.DataFrame, where: _Where) -> pd.DataFrame:
         _first_bad(~(c.notna() & np.isfinite(c) & (c >= 0) & (c == np.floor(c)) & (c <= n)), where,
                    lambda i: f"c = {_show(df['c'].iloc[i])} is not an integer with 0 <= c <= n = {df['n'].iloc[i]:g}")
         df["n"], df["c"] = n.astype("int64"), c.astype("int64")
+        if "pu" in cols:
+            pu = df["pu"]
+            _first_bad(pu.notna() & ~((pu >= 0) & (pu <= 1)), where,
+                       lambda i: f"pu = {_show(df['pu'].iloc[i])} is not a pass rate in [0, 1]")
+            _first_bad(pu.notna() & (((df["c"] == 0) & (pu > 0)) | ((df["c"] == df["n"]) & (pu < 1))), where,
+                       lambda i: f"pu = {_show(df['pu'].iloc[i])} contradicts c = {df['c'].iloc[i]} "
+                                 f"of n = {df['n'].iloc[i]}")
     else:
         if "metric" not in cols:
             df["metric"] = "acc"
@@ -611,6 +637,8 @@ def _dedupe(df: pd.DataFrame) -> pd.DataFrame:
     groups = int(df.loc[dup].groupby(key, sort=False).ngroups)
     agg = {c: "first" for c in df.columns if c not in key}
     agg.update(n="sum", c="sum")
+    if "pu" in df.columns:  # an estimate of one run's design; summed counts get c/n
+        df = df.assign(pu=df["pu"].where(~dup))
     files = df.loc[dup, "file"].nunique() if "file" in df.columns else 1
     out = df.groupby(key, sort=False, as_index=False, dropna=False).agg(agg)[df.columns]
     _warn(f"{n_dup} rows repeat {groups} (model, task, instance) key(s)"
@@ -851,8 +879,9 @@ def choose_filter(filters: list[str], filt: str | None, task: str, metric: str) 
 def select_metric(df: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     """The rows of one metric per task.
 
-    ``metric``: ``name`` or ``name,filter``; None picks ``acc`` where a task
-    has it, else the task's only metric.  The filter: the one named, else the
+    ``metric``: ``name`` or ``name,filter``; None picks the task's primary
+    metric (:data:`PRIMARY_METRICS`: ``acc``, or ``pu`` for a PassUntil task),
+    else the task's only metric.  The filter: the one named, else the
     only one, else ``none``.  Raises ValueError listing the choices when a task
     lacks the metric or the choice is ambiguous.  A counts table (no
     ``metric`` column) is returned as is.
@@ -867,8 +896,8 @@ def select_metric(df: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
             if name not in have:
                 raise ValueError(f"task {task!r} has no metric {name!r}; its metrics: {have}")
             m = name
-        elif "acc" in have:
-            m = "acc"
+        elif any(p in have for p in PRIMARY_METRICS):
+            m = next(p for p in PRIMARY_METRICS if p in have)
         elif len(have) == 1:
             m = have[0]
         else:

@@ -49,6 +49,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..ingest.tables import PRIMARY_METRICS
+
 from ..ingest import TableWarning
 
 __all__ = ["add_parser", "load_seed_runs"]
@@ -61,6 +63,8 @@ def _pick(available: list[str], wanted: str | None, what: str, task: str) -> str
         return wanted
     if len(available) == 1:
         return available[0]
+    if what == "metric" and any(m in available for m in PRIMARY_METRICS):
+        return next(m for m in PRIMARY_METRICS if m in available)
     raise ValueError(f"task {task!r} has several {what}s {available}: choose one with --{what}")
 
 

@@ -727,7 +727,9 @@ def fit_beta_binomial_trend(df, alpha: float = 0.05, cov_type: str = "auto") -> 
                             {}, cov_type, len(sizes), n_inst,
                             converged=converged, alpha_ci=al, fits=fits)
     ta, tb = (v[0] for v in res._ab_at(sizes, theta_c))
-    pu = d.assign(p=c / n).groupby("N")["p"].mean().to_numpy()
+    from ..ingest import instance_pu
+
+    pu = d.assign(p=instance_pu(d)).groupby("N")["p"].mean().to_numpy()
     res.per_size = pd.DataFrame({
         "N": sizes,
         "m": [f.m for f in fits.values()],

@@ -186,7 +186,8 @@ def _validate(df, *, min_sizes: int = 2) -> pd.DataFrame:
         )
     if len(df) == 0:
         raise ValueError("no rows: the counts table is empty")
-    out = df[list(_REQUIRED)].copy()
+    optional = [col for col in ("pu", "run") if col in df.columns]
+    out = df[list(_REQUIRED) + optional].copy()
     try:
         N = pd.to_numeric(out["N"], errors="raise").to_numpy(dtype=float)
     except (TypeError, ValueError) as exc:
@@ -200,12 +201,17 @@ def _validate(df, *, min_sizes: int = 2) -> pd.DataFrame:
     out["N"] = N
     out["n"] = out["n"].to_numpy().astype(np.int64)
     out["c"] = out["c"].to_numpy().astype(np.int64)
-    dup = out.duplicated(["N", "instance"])
+    if "pu" in out.columns:
+        pu = pd.to_numeric(out["pu"], errors="coerce").to_numpy(float)
+        if np.any(~np.isnan(pu) & ((pu < 0) | (pu > 1))):
+            raise ValueError("column pu (each instance's PU) must lie in [0, 1]")
+    dup = out.duplicated(["N", "instance"] + (["run"] if "run" in out.columns else []))
     if dup.any():
         row = out[dup].iloc[0]
         raise ValueError(
             f"duplicate rows for (N={row['N']:g}, instance={row['instance']!r}): "
-            "one row per (model size, instance) expected; sum the counts first"
+            "one row per (model size, instance) expected (per run, with a 'run' column); "
+            "sum the counts first"
         )
     n_sizes = out["N"].nunique()
     if n_sizes < min_sizes:
@@ -217,31 +223,50 @@ def _validate(df, *, min_sizes: int = 2) -> pd.DataFrame:
 
 
 def task_pu_by_size(df: pd.DataFrame) -> pd.DataFrame:
-    """Per-size task summary: N, m (instances), pu (mean of c/n), var, n_eff.
+    """Per-size task summary: N, m (instances), runs, pu, var, n_eff.
 
-    ``var`` is the estimated sampling variance of ``pu`` (per-instance
-    binomial variances with Jeffreys-smoothed p, see the module docstring);
-    ``n_eff = p_s (1 - p_s) / var`` with ``p_s`` the smoothed mean.
+    ``pu`` is the mean over instances of each instance's PU (column ``pu``
+    where given, the sampler's own estimate, else c/n:
+    :func:`analysis.ingest.instance_pu`).  ``var`` is the estimated sampling
+    variance of ``pu`` (per-instance binomial variances with Jeffreys-smoothed
+    p, see the module docstring); ``n_eff = p_s (1 - p_s) / var`` with ``p_s``
+    the smoothed mean.
+
+    Several runs per size (a ``run`` column: seeds): each run's task PU is
+    its instances' mean, the size's ``pu`` the mean over runs, and ``var`` the
+    larger of the binomial variance and the runs' spread (their sample
+    variance over the number of runs), so the spread between seeds is in
+    every interval built on it.
     """
     d = _validate(df, min_sizes=1)
     return _by_size(d)
 
 
 def _by_size(d: pd.DataFrame) -> pd.DataFrame:
-    N = d["N"].to_numpy(float)
+    from ..ingest import instance_pu
+
     n = d["n"].to_numpy(float)
     c = d["c"].to_numpy(float)
-    sizes, inv = np.unique(N, return_inverse=True)
-    k = len(sizes)
-    m = np.bincount(inv, minlength=k).astype(float)
+    p = instance_pu(d)
     pt = (c + 0.5) / (n + 1.0)
-    pu = np.bincount(inv, weights=c / n, minlength=k) / m
-    pu_s = np.bincount(inv, weights=pt, minlength=k) / m
-    var = np.bincount(inv, weights=pt * (1 - pt) / n, minlength=k) / m**2
+    run = d["run"].astype(str).to_numpy() if "run" in d.columns else np.zeros(len(d), dtype=object)
+    g = pd.DataFrame({"N": d["N"].to_numpy(float), "run": run, "p": p, "pt": pt, "v": pt * (1 - pt) / n})
+    # per run: means over its instances, and the binomial variance of its mean
+    per_run = g.groupby(["N", "run"], sort=True).agg(m=("p", "size"), p=("p", "mean"), pt=("pt", "mean"),
+                                                     v=("v", "sum"))
+    per_run["v"] /= per_run["m"] ** 2
+    by = per_run.groupby(level="N", sort=True)
+    runs = by.size().to_numpy()
+    pu = by["p"].mean().to_numpy()
+    pu_s = by["pt"].mean().to_numpy()
+    var = by["v"].sum().to_numpy() / runs**2
+    spread = by["p"].var(ddof=1).fillna(0.0).to_numpy() / runs
+    var = np.where(runs >= 2, np.maximum(var, spread), var)
     return pd.DataFrame(
         {
-            "N": sizes,
-            "m": m.astype(np.int64),
+            "N": by.size().index.to_numpy(float),
+            "m": by["m"].sum().to_numpy().astype(np.int64),
+            "runs": runs.astype(np.int64),
             "pu": pu,
             "pu_smooth": pu_s,
             "var": var,

@@ -50,17 +50,23 @@ class VerdictCache:
         self._file = None
         if path is not None:
             path = os.fspath(path)
+            torn = False
             if os.path.exists(path):
-                with open(path, encoding="utf-8") as f:
-                    for lineno, line in enumerate(f, 1):
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    for line in f:
+                        torn = not line.endswith("\n")
                         try:
                             row = json.loads(line)
                             self._mem[row["key"]] = Verdict(row["status"], row.get("detail", ""),
                                                             float(row.get("seconds", 0.0)))
-                        except (ValueError, KeyError, TypeError):
+                        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
                             # A torn last line from a killed run: ignore it.
                             continue
             self._file = open(path, "a", encoding="utf-8")
+            if torn:
+                # End the torn line, or the first verdict appended would join it and be lost.
+                self._file.write("\n")
+                self._file.flush()
 
     def get(self, key: str) -> Verdict | None:
         return self._mem.get(key)

@@ -214,12 +214,16 @@ def task_counts(df: pd.DataFrame, task: str) -> pd.DataFrame:
     d = df[df["task"] == task]
     if d.empty:
         raise ValueError(f"no counts for task {task!r}")
-    return d[["model", "N", "instance", "n", "c"]].reset_index(drop=True)
+    return d[["model", "N", "instance", "n", "c", "pu"]].reset_index(drop=True)
 
 
 def per_model_pu(df: pd.DataFrame) -> pd.DataFrame:
-    """Task PU of every model (mean over instances of c/n): model, task, N, seed, size, value."""
-    d = df.assign(p=df["c"] / df["n"])
+    """Task PU of every model (the mean over instances of each instance's PU as
+    the engine reported it, analysis.ingest.instance_pu): model, task, N, seed,
+    size, value."""
+    from analysis.ingest import instance_pu
+
+    d = df.assign(p=instance_pu(df))
     cols = [c for c in ("size",) if c in d.columns]
     return (d.groupby(["model", "task", "N", "seed", *cols], as_index=False)
             .agg(value=("p", "mean"), n=("n", "sum"), c=("c", "sum"), instances=("p", "size")))
@@ -229,7 +233,7 @@ def task_observations(train: pd.DataFrame) -> pd.DataFrame:
     """Per-model observations of one task (analysis.forecast.observe)."""
     from analysis.forecast import observe
 
-    return observe(train.assign(x=train["N"].astype(float))[["model", "x", "instance", "n", "c"]])
+    return observe(train.assign(x=train["N"].astype(float))[["model", "x", "instance", "n", "c", "pu"]])
 
 
 def fit_and_predict(train: pd.DataFrame, n_target: float, budget: float | None = None):

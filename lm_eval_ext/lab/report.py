@@ -24,7 +24,7 @@ def _fmt(x, spec=".4g") -> str:
 
 def per_size_figure(models: pd.DataFrame, tasks, n_largest: float):
     """The figure of :func:`plot_per_size`: every model's task PU (mean over
-    instances of c/n) against N, one panel per task: seeds as dots, the seed
+    instances of the engine's PU) against N, one panel per task: seeds as dots, the seed
     mean as a line (over the sizes where it is above 0); a model with no
     pass (PU 0, censored) is drawn as an upper bound at PU = 1/n (one pass
     in its n samples), never as a point at a floor.  The legend is below
@@ -155,7 +155,10 @@ def write_report(out: Path, cfg, df: pd.DataFrame, models: pd.DataFrame, predict
             lines.append(f"| {task} | {_fmt(c['pu'])} | {int(c['n_passed'])} / {int(c['n_samples'])} | "
                          f"{_fmt(float(m['value'].iloc[0])) if len(m) else '-'} |")
     lines += ["", "PU here is the task PU of Hu et al. 2023: the mean over test instances of the pass rate, "
-              "averaged over the seeds of a size. The prediction comes from the forecasting core "
+              "averaged over the seeds of a size. Each instance's pass rate is the one the engine reported: "
+              "with the adaptive sampler, its unbiased estimate from every sample drawn (c/n would overstate it "
+              "under sample-until-r-passes; see the README's \"One PU\"); with a fixed budget, c/n. "
+              "`python -m analysis scaling` and `seeds` on `eval/` give the same numbers. The prediction comes from the forecasting core "
               "(`analysis.forecast.fit_forecast`): the law PU(N) = exp(-c N^-alpha), a local line through the "
               "upper half of the ladder and a constant, fitted to every model (each seed its own model), weighted "
               "by how well each predicted the ladder's larger sizes from its smaller ones (forward chaining); its "
