@@ -398,7 +398,8 @@ def _add_finetune_args(p) -> None:
     p.add_argument("--dtype", default="float32", help="torch dtype to load and train in")
 
 
-NO_BUILTIN_TASKS = "--no-builtin-tasks"
+NO_BUILTIN_TASKS = "--no_builtin_tasks"
+_NO_BUILTIN_TASKS_OLD = "--no-builtin-tasks"  # the earlier spelling, still accepted
 
 
 def _index_include_path_only() -> None:
@@ -426,12 +427,12 @@ def _index_include_path_only() -> None:
 def _lm_eval_passthrough(argv: list[str]) -> int:
     """lm-eval 0.4.13 resolves --model before it reads any task (so before any
     task's utils.py could register ours): register, then hand over.
-    ``--no-builtin-tasks`` (before lm-eval's own arguments) skips indexing
+    ``--no_builtin_tasks`` (before lm-eval's own arguments) skips indexing
     lm-eval's built-in tasks: only tasks under --include_path can then run."""
     import lm_eval_ext.registration  # noqa: F401
     from lm_eval.__main__ import cli_evaluate
 
-    if argv[:1] == [NO_BUILTIN_TASKS]:
+    if argv[:1] in ([NO_BUILTIN_TASKS], [_NO_BUILTIN_TASKS_OLD]):
         argv = argv[1:]
         if "--include_path" not in argv and not any(a.startswith("--include_path=") for a in argv):
             print(f"error: {NO_BUILTIN_TASKS} needs --include_path (only those tasks are indexed)",
@@ -519,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_finetune_args(w)
     w.set_defaults(fn=_cmd_finetune_sweep)
     _add_command(sub, "lm-eval", "run the lm_eval CLI with this package registered (args follow; "
-                                 "--no-builtin-tasks first: index only --include_path, 12.8 s faster)")
+                                 "--no_builtin_tasks first: index only --include_path, 12.8 s faster)")
     return parser
 
 

@@ -132,7 +132,7 @@ def _check_record(rec: dict, ck: Checkpoint, cfg: FinetuneConfig, where: Path) -
     if diff:
         raise ValueError(f"{where} was finetuned with different settings ({', '.join(diff)}: "
                          f"{ {k: rec.get(k) for k in diff} } vs requested { {k: want[k] for k in diff} }); "
-                         f"use another --out directory or delete it")
+                         f"use another --output_path directory or delete it")
 
 
 def _manifest_rows(out_dir: Path, checkpoints: list[Checkpoint], task: str) -> list[dict]:

@@ -72,13 +72,13 @@ def test_finetune_sweep_lm_eval_and_emergence_fit(tiny_model_dir, tmp_path):
 
     # Evaluate every model of the manifest through the real lm_eval CLI: the
     # base checkpoints with `lm_eval run` as is, the finetuned ones through
-    # `lm-eval-ext lm-eval --no-builtin-tasks run` (lm-eval's own CLI without
+    # `lm-eval-ext lm-eval --no_builtin_tasks run` (lm-eval's own CLI without
     # indexing its ~12,000 built-in YAMLs, ~11 s less per call); one base
     # checkpoint also goes both ways and must give the same numbers.
     results = tmp_path / "results"
     include = str(task_dir() / "emergence")
     plain = [sys.executable, "-m", "lm_eval"]
-    fast = [sys.executable, "-m", "lm_eval_ext", "lm-eval", "--no-builtin-tasks"]
+    fast = [sys.executable, "-m", "lm_eval_ext", "lm-eval", "--no_builtin_tasks"]
 
     def lm_eval_cmd(cli, model, tasks, out):
         return cli + ["run", "--model", "hf", "--model_args", f"pretrained={model},dtype=float32",

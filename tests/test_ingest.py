@@ -7,6 +7,7 @@ everywhere; the real public data under ../shared/data is used where present.
 from __future__ import annotations
 
 import json
+import re
 import math
 import tarfile
 from pathlib import Path
@@ -125,13 +126,20 @@ def test_duplicate_runs_error_names_both_files_and_last_keeps_newest(tmp_path):
     with pytest.raises(ValueError) as exc:
         read_results(tmp_path)
     assert str(old) in str(exc.value) and str(new) in str(exc.value) and "on_duplicate" in str(exc.value)
-    df = read_results(tmp_path, on_duplicate="last")
+    with pytest.warns(UserWarning, match="the newest file is used, not " + re.escape(str(old))):
+        df = read_results(tmp_path, on_duplicate="last")
     acc = df[df.metric == "acc"]
     assert len(acc) == 1 and acc.iloc[0]["value"] == 0.75 and acc.iloc[0]["file"] == str(new)
     # acc_norm only in the old file: kept, not a duplicate
     assert df[df.metric == "acc_norm"].iloc[0]["file"] == str(old)
     with pytest.raises(ValueError, match="on_duplicate"):
         read_results(tmp_path, on_duplicate="first")
+    # what the CLIs read (analysis.ingest.load): the newest file, with the warning
+    from analysis.ingest import load
+
+    with pytest.warns(UserWarning, match="newest file is used"):
+        scores = load(tmp_path)
+    assert scores.loc[scores.metric == "acc", "score"].tolist() == [0.75]
 
 
 def test_zero_and_five_shot_are_not_duplicates(tmp_path):

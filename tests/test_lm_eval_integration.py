@@ -160,5 +160,6 @@ def test_task_dir_cli_prints_include_path():
 def test_no_builtin_tasks_needs_include_path(capsys):
     from lm_eval_ext.cli import main
 
-    assert main(["lm-eval", "--no-builtin-tasks", "run", "--model", "hf", "--tasks", "x"]) == 2
-    assert "--include_path" in capsys.readouterr().err
+    for flag in ("--no_builtin_tasks", "--no-builtin-tasks"):  # snake_case, and the earlier spelling
+        assert main(["lm-eval", flag, "run", "--model", "hf", "--tasks", "x"]) == 2
+        assert "--include_path" in capsys.readouterr().err

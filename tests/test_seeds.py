@@ -328,9 +328,12 @@ def test_cli_reads_seeds_from_manifest_and_names(tmp_path, capsys):
     assert src["org/lm-s-seed1"] == (101, "manifest") and src["org/lm-s-seed2"] == (2, "name")
     assert [s["n_seeds"] for s in report["sizes"]] == [6, 6, 6]
     assert (out / "seeds_toy_acc.png").stat().st_size > 10_000
-    # ambiguous metric, unknown task, missing size: exit 2 with a message
-    assert main(["seeds", str(tmp_path / "runs"), "--output_path", str(out)]) == 2
-    assert "several metrics" in capsys.readouterr().err
+    # acc and acc_norm: acc, the primary metric, unless --metric says otherwise
+    assert main(["seeds", str(tmp_path / "runs"), "--manifest", str(tmp_path / "m.csv"), "--n_boot", "0",
+                 "--output_path", str(tmp_path / "out2")]) == 0
+    assert (tmp_path / "out2" / "seeds_toy_acc.json").exists()
+    capsys.readouterr()
+    # unknown task, missing size: exit 2 with a message
     assert main(["seeds", str(tmp_path / "runs"), "--task", "nope", "--output_path", str(out)]) == 2
     assert "no task 'nope'" in capsys.readouterr().err
     assert main(["seeds", str(tmp_path / "runs"), "--metric", "acc", "--output_path", str(out)]) == 2

@@ -98,7 +98,7 @@ def population(tmp_path_factory):
     cmds = []
     for model_dir, out in runs:
         cli = ([sys.executable, "-m", "lm_eval"] if out.name.endswith(("seed0", "seed1"))
-               else [sys.executable, "-m", "lm_eval_ext", "lm-eval", "--no-builtin-tasks"])
+               else [sys.executable, "-m", "lm_eval_ext", "lm-eval", "--no_builtin_tasks"])
         cmds.append(cli + ["run", "--model", "hf", "--model_args", f"pretrained={model_dir},dtype=float32",
                            "--device", "cpu", "--batch_size", "16", "--tasks", "toy_seeds_mc",
                            "--include_path", str(tasks), "--output_path", str(out)])

@@ -282,8 +282,13 @@ def _resolve_duplicates(df: pd.DataFrame, on_duplicate: str) -> pd.DataFrame:
                          + "\n".join(lines))
     order = df["file"].map(_file_order)
     df = df.assign(_order=order).sort_values("_order", kind="stable")
-    df = df.drop_duplicates(_DUPLICATE_KEY, keep="last").drop(columns="_order")
-    return df
+    kept = df.drop_duplicates(_DUPLICATE_KEY, keep="last")
+    dropped = sorted(set(dup["file"]) - set(kept.loc[kept.index.isin(dup.index), "file"]))
+    warnings.warn(f"{dup.groupby(_DUPLICATE_KEY, dropna=False).ngroups} measurement(s) appear in more than "
+                  f"one results file (lm_eval run again on the same model?): the newest file is used, "
+                  f"not {', '.join(dropped[:3])}" + (f" and {len(dropped) - 3} more" if len(dropped) > 3 else ""),
+                  UserWarning, stacklevel=3)
+    return kept.drop(columns="_order")
 
 
 def read_results(paths: PathLike | Iterable[PathLike], on_duplicate: str = "error") -> pd.DataFrame:

@@ -736,7 +736,7 @@ def _load_lm_eval(paths: list[Path], kind: str | None) -> pd.DataFrame:
     if samples:
         inst = read_instances(samples)
         try:
-            res = read_results([p for p in paths if p.is_dir() or p.suffix == ".json"])
+            res = read_results([p for p in paths if p.is_dir() or p.suffix == ".json"], on_duplicate="last")
             sizes = res.dropna(subset=["n_params"]).groupby("model")["n_params"].first()
         except (FileNotFoundError, ValueError):
             sizes = pd.Series(dtype=float)
@@ -746,7 +746,9 @@ def _load_lm_eval(paths: list[Path], kind: str | None) -> pd.DataFrame:
     if not result_paths:
         raise FileNotFoundError(f"no lm-eval results among {', '.join(map(str, paths))}: a samples file "
                                 "of a task that is not a PassUntil task has no scores; pass its directory")
-    res = read_results(result_paths)
+    # lm_eval run twice on one model writes a second results file: the newest
+    # counts (with a warning naming the others), as lm-eval's own tools read it
+    res = read_results(result_paths, on_duplicate="last")
     out = res.assign(score=res["value"], n_items=_n_items(res), source="lm-eval").drop(columns="value")
     return out
 

@@ -18,20 +18,35 @@ capabilities, a non-dumpable supervisor), and whatever it prints goes to
 problem's test code returned normally in the supervisor.
 
 What the worker is confined by, applied in this order before the model's code
-runs: resource limits (CPU, address space, file size, open files, processes),
-no-new-privs and an empty capability set, a Landlock ruleset (read-only access
-to the Python installation, read-write to its own temporary directory only,
-no TCP, no signals or abstract sockets outside its domain) where the kernel
-has Landlock, a seccomp filter (no process creation, sockets, metadata
-changes, ptrace or io_uring; see ``apply_seccomp``), and a CPython audit hook that refuses process creation, signals,
-ctypes, sockets, and writes outside the temporary directory. The audit hook
-is a convenience layer (clear errors, and a guard where the kernel offers
-nothing better); the kernel mechanisms are the sandbox.
+runs: in the namespaces tier, a working directory that is a tmpfs bounded in
+bytes and inodes and a pid namespace whose pid_max caps its tasks (set up by
+the supervisor, see ``_private_workdir``); resource limits (CPU, address
+space, file size, open files, processes and threads), no-new-privs and an
+empty capability set, a Landlock ruleset (read-only access to the standard
+library and shared libraries only, never an installed package's directory:
+see ``sandbox._read_paths``; read-write to its own temporary directory only;
+no TCP; no signals or abstract sockets outside its domain) where the kernel
+has Landlock, a seccomp filter (no process creation, sockets or socketpairs,
+memfd or SysV shared memory, metadata changes, ptrace or io_uring; see
+``apply_seccomp``), a CPython audit hook that refuses process creation,
+signals, ctypes, sockets, reads outside the standard library and writes
+outside the temporary directory, and a cap on live Python threads. The audit
+hook and the thread cap are convenience layers (clear errors, and a guard
+where the kernel offers nothing better; a program can switch them off); the
+kernel mechanisms are the sandbox.
+
+What the supervisor reads from the worker is bounded (8 MB and 1M items per
+reply), and it reads and writes against the program's deadline.
 
 What it does not guard against: kernel exploits; side channels; a test that
 mutates its arguments and inspects them afterwards (arguments are copies);
 candidate functions that take or return objects other than builtin data
-(functions, class instances): those calls fail, and the sample FAILS.
+(functions, class instances): those calls fail, and the sample FAILS. Where
+the machine lacks a mechanism, its bound is weaker, not absent-and-silent:
+without namespaces the disk is bounded per file only (RLIMIT_FSIZE); as root
+on Linux < 6.14, threads started from C (after switching off the Python
+layers) are bounded only by RLIMIT_AS; without Landlock, reads and writes are
+refused only by the audit hook.
 
 The tests reach the supervisor as a second frame on stdin, read only after
 the worker has been forked, so the worker's memory never holds them.
@@ -53,8 +68,15 @@ import time
 # not json or pickle: pickle would run the sender's code in the receiver, and
 # json's import alone (it pulls in `re`) costs more than a whole test run.
 # The decoder checks every length against the bytes actually there.
+#
+# What the worker sends is bounded twice: 8 MB per reply (a 60 MB reply of
+# empty lists once decoded to 2.5 GB in the supervisor), and 1M items per reply
+# (decoding time and memory grow with the item count, not the bytes). The
+# trusted frames (the job, the tests, the calls) have only the 64 MB bound.
 _MAX_DEPTH = 200
 _MAX_MESSAGE = 64 * 1024 * 1024
+_MAX_REPLY = 8 * 1024 * 1024
+_MAX_REPLY_ITEMS = 1 << 20
 _U32 = struct.Struct(">I")
 _F64 = struct.Struct(">d")
 _CONTAINERS = {list: b"l", tuple: b"t", set: b"S", frozenset: b"Z"}
@@ -103,8 +125,9 @@ def _enc(x, out, depth):
         raise Unencodable("cannot pass a %s across the sandbox boundary" % t.__name__)
 
 
-def decode(data):
-    value, pos = _dec(data, 0, 0)
+def decode(data, max_items=None):
+    budget = [(1 << 62) if max_items is None else max_items]
+    value, pos = _dec(data, 0, 0, budget)
     if pos != len(data):
         raise ValueError("trailing bytes")
     return value
@@ -116,7 +139,7 @@ def _take(data, pos, n):
     return data[pos:pos + n], pos + n
 
 
-def _dec(data, pos, depth):
+def _dec(data, pos, depth, budget):
     if depth > _MAX_DEPTH:
         raise ValueError("value nested too deeply")
     tag, pos = _take(data, pos, 1)
@@ -141,16 +164,19 @@ def _dec(data, pos, depth):
         return (raw.decode("utf-8", "surrogatepass") if tag == b"s" else raw), pos
     if n > len(data) - pos:  # every item takes at least one byte
         raise ValueError("truncated value")
+    budget[0] -= n
+    if budget[0] < 0:
+        raise ValueError("too many items")
     if tag == b"d":
         out = {}
         for _ in range(n):
-            k, pos = _dec(data, pos, depth + 1)
-            v, pos = _dec(data, pos, depth + 1)
+            k, pos = _dec(data, pos, depth + 1, budget)
+            v, pos = _dec(data, pos, depth + 1, budget)
             out[k] = v  # an unhashable key raises TypeError: a malformed message
         return out, pos
     items = []
     for _ in range(n):
-        v, pos = _dec(data, pos, depth + 1)
+        v, pos = _dec(data, pos, depth + 1, budget)
         items.append(v)
     if tag == b"l":
         return items, pos
@@ -164,11 +190,22 @@ def _dec(data, pos, depth):
 
 
 # ------------------------------------------------------------------ framing
-def _write_msg(fd, obj):
+def _write_msg(fd, obj, deadline=None):
+    """Write one frame. With a deadline, ``fd`` must be non-blocking: a peer
+    that stops reading cannot hold the writer past it."""
     data = encode(obj)
-    buf = _U32.pack(len(data)) + data
+    buf = memoryview(_U32.pack(len(data)) + data)
     while buf:
-        n = os.write(fd, buf)
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("program exceeded its time limit")
+            if not select.select([], [fd], [], remaining)[1]:
+                continue
+        try:
+            n = os.write(fd, buf[:1 << 20])
+        except BlockingIOError:
+            continue
         buf = buf[n:]
 
 
@@ -190,11 +227,19 @@ def _read_exact(fd, n, deadline):
     return b"".join(chunks)
 
 
-def _read_msg(fd, deadline):
+def _read_msg(fd, deadline, limit=_MAX_MESSAGE, max_items=None):
     (n,) = _U32.unpack(_read_exact(fd, 4, deadline))
-    if n > _MAX_MESSAGE:
+    if n > limit:
         raise ValueError("message too large")
-    return decode(_read_exact(fd, n, deadline))
+    value = decode(_read_exact(fd, n, deadline), max_items)
+    if deadline is not None and time.monotonic() > deadline:
+        raise TimeoutError("program exceeded its time limit")
+    return value
+
+
+def _read_reply(fd, deadline):
+    """A message from the worker, i.e. from the program: bounded in size and items."""
+    return _read_msg(fd, deadline, _MAX_REPLY, _MAX_REPLY_ITEMS)
 
 
 # ------------------------------------------------------------ kernel helpers
@@ -250,7 +295,10 @@ def landlock_abi():
 def apply_landlock(read_paths, write_paths):
     """Confine this process (and its future children) to the given paths.
 
-    Returns a short description of what was enforced, or raises OSError.
+    ``read_paths`` are ``(path, is_dir)`` pairs (the harness lists a few
+    hundred, and knows once per process which are directories); a plain path
+    is looked up here. Returns a short description of what was enforced, or
+    raises OSError.
     """
     import ctypes
 
@@ -282,20 +330,24 @@ def apply_landlock(read_paths, write_paths):
     if ruleset < 0:
         raise OSError(ctypes.get_errno(), "landlock_create_ruleset failed")
     read_access = _FS_EXECUTE | _FS_READ_FILE | _FS_READ_DIR
+    # Directory-only rights are invalid on a file.
+    file_only = _FS_EXECUTE | _FS_WRITE_FILE | _FS_READ_FILE | _FS_TRUNCATE | _FS_IOCTL_DEV
+    rule = PathBeneath(0, -1)
+    rule_ref, syscall = ctypes.byref(rule), libc.syscall
     try:
         for paths, access in ((read_paths, read_access), (write_paths, handled_fs)):
-            for path in paths:
+            for entry in paths:
+                path, is_dir = (entry, None) if isinstance(entry, str) else entry
                 try:
                     fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
                 except OSError:
                     continue  # a listed path that does not exist grants nothing
                 try:
-                    allowed = access
-                    if not os.path.isdir(path):
-                        # Directory-only rights are invalid on a file.
-                        allowed &= _FS_EXECUTE | _FS_WRITE_FILE | _FS_READ_FILE | _FS_TRUNCATE | _FS_IOCTL_DEV
-                    rule = PathBeneath(allowed & handled_fs, fd)
-                    if libc.syscall(_SYS_LANDLOCK_ADD_RULE, ruleset, 1, ctypes.byref(rule), 0) != 0:
+                    if is_dir is None:
+                        is_dir = os.path.isdir(path)
+                    rule.allowed = (access if is_dir else access & file_only) & handled_fs
+                    rule.parent_fd = fd
+                    if syscall(_SYS_LANDLOCK_ADD_RULE, ruleset, 1, rule_ref, 0) != 0:
                         raise OSError(ctypes.get_errno(), "landlock_add_rule(%s) failed" % path)
                 finally:
                     os.close(fd)
@@ -339,9 +391,57 @@ def set_limits(limits):
     lim(resource.RLIMIT_FSIZE, int(limits["file_size_mb"]) * 1024 * 1024)
     lim(resource.RLIMIT_NOFILE, int(limits["open_files"]))
     lim(resource.RLIMIT_CORE, 0)
-    # NPROC counts threads too, and is not enforced for real root; the pid
-    # namespace and the supervisor's clean-up are the real process limits.
-    lim(resource.RLIMIT_NPROC, int(limits["processes"]))
+    # NPROC counts every task of this user (in its user namespace), threads
+    # included: unshare, the supervisor, the worker, then the program's
+    # threads. The kernel does not enforce it for real root (the namespace
+    # maps to root when the harness runs as root): there the pid namespace's
+    # pid_max (see _private_workdir) and cap_python_threads bound the threads.
+    # Without namespaces the count is all of the user's processes, so a busy
+    # user's program may get no thread at all.
+    lim(resource.RLIMIT_NPROC, int(limits["processes"]) + int(limits["threads"]) + 3)
+
+
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 2, 4, 8
+_PID_MAX_MIN = 301  # the kernel refuses smaller values
+
+
+def _private_workdir(limits):
+    """In the namespaces tier (we are pid 1 and root of our own user and mount
+    namespaces), before the worker exists: make the working directory a
+    size- and inode-limited tmpfs, and cap the tasks of the pid namespace.
+
+    The tmpfs bounds the total the program can write (RLIMIT_FSIZE is per
+    file), and is gone with the namespace: the harness never walks the tree
+    the program made. It is mounted over the harness's empty directory, in our
+    private mount namespace only. pid_max is per pid namespace since Linux
+    6.14 and is written only there: before, it is one global value, which a
+    user namespace mapped onto real root (the harness run as root) may write.
+    Each step degrades to nothing on failure. Returns what was applied.
+    """
+    import ctypes
+
+    applied = []
+    cwd = os.getcwd()
+    opts = "size=%dk,nr_inodes=%d,mode=700" % (int(limits["disk_mb"]) * 1024, int(limits["disk_inodes"]))
+    libc = _get_libc()
+    if libc.mount(b"tmpfs", os.fsencode(cwd), b"tmpfs", ctypes.c_ulong(_MS_NOSUID | _MS_NODEV | _MS_NOEXEC),
+                  opts.encode()) == 0:
+        os.chdir(cwd)  # onto the new file system
+        applied.append("tmpfs(%dMB, %d inodes)" % (limits["disk_mb"], limits["disk_inodes"]))
+    pid_max = max(_PID_MAX_MIN, int(limits["threads"]) + 8)
+    try:
+        release = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
+        if release < (6, 14):
+            raise OSError("pid_max is global before Linux 6.14")
+        fd = os.open("/proc/sys/kernel/pid_max", os.O_WRONLY)
+        try:
+            os.write(fd, b"%d" % pid_max)
+        finally:
+            os.close(fd)
+        applied.append("pid_max(%d)" % pid_max)
+    except (OSError, ValueError):
+        pass
+    return applied
 
 
 _BLOCKED_EVENTS = (
@@ -356,22 +456,28 @@ _BLOCKED_IMPORTS = frozenset({"ctypes", "_ctypes", "_posixsubprocess", "subproce
                               "_multiprocessing", "socket", "_socket", "pty", "mmap", "_xxsubinterpreters"})
 _WRITE_EVENTS = frozenset({"os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod", "os.chown",
                            "os.truncate", "os.utime", "shutil.rmtree", "shutil.move", "shutil.copyfile"})
+_LIST_EVENTS = frozenset({"os.listdir", "os.scandir"})
 
 # Syscalls the worker must not make, by architecture. Process creation is cut
 # at the root (clone without CLONE_THREAD, fork, vfork, exec: threads still
-# work), as are sockets of every family (UNIX sockets with a path are not
-# isolated by a network namespace, and Landlock ABI <= 7 covers TCP only),
+# work), as are sockets of every family, socketpair included (UNIX sockets
+# with a path are not isolated by a network namespace, and Landlock ABI <= 7
+# covers TCP only; the stdlib needs socketpair only for asyncio's event loop
+# and multiprocessing, whose imports the audit hook refuses anyway), memory
+# that RLIMIT_AS does not count (memfd_create, memfd_secret, SysV shmget),
 # metadata changes Landlock does not cover (chmod, chown, utimes, xattrs),
-# limits of other processes (prlimit with a pid), ptrace and cross-process
-# memory access, namespace and mount changes, and io_uring (whose operations
+# limits of other processes (prlimit with a pid), ptrace, cross-process
+# memory and descriptor access (process_vm_*, pidfd_getfd), namespace and
+# mount changes (old and new mount API), and io_uring (whose operations
 # seccomp cannot see).
 _AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 _DENY = {
-    "x86_64": (57, 58, 59, 322, 41, 101, 310, 311, 90, 91, 268, 452, 92, 93, 94, 260, 132, 235, 261, 280,
-               188, 189, 190, 197, 198, 199, 463, 466, 425, 426, 427, 272, 308, 165, 166, 155, 161, 133, 259,
-               250, 248, 249, 321, 298, 323),
-    "aarch64": (221, 281, 198, 117, 270, 271, 52, 53, 452, 55, 54, 88, 5, 6, 7, 14, 15, 16, 463, 466,
-                425, 426, 427, 97, 268, 40, 39, 41, 51, 33, 219, 217, 218, 280, 241, 282),
+    "x86_64": (57, 58, 59, 322, 41, 53, 101, 310, 311, 438, 90, 91, 268, 452, 92, 93, 94, 260, 132, 235, 261,
+               280, 188, 189, 190, 197, 198, 199, 463, 466, 425, 426, 427, 272, 308, 165, 166, 155, 161, 133,
+               259, 428, 429, 430, 431, 432, 433, 442, 250, 248, 249, 321, 298, 323, 319, 447, 29),
+    "aarch64": (221, 281, 198, 199, 117, 270, 271, 438, 52, 53, 452, 55, 54, 88, 5, 6, 7, 14, 15, 16, 463,
+                466, 425, 426, 427, 97, 268, 40, 39, 41, 51, 33, 428, 429, 430, 431, 432, 433, 442, 219, 217,
+                218, 280, 241, 282, 279, 447, 194),
 }
 _CLONE = {"x86_64": 56, "aarch64": 220}
 _CLONE3 = 435
@@ -417,13 +523,65 @@ def apply_seccomp():
     # prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog)
     if libc.prctl(22, ctypes.c_ulong(2), ctypes.byref(fprog), 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "installing the seccomp filter failed")
-    return "seccomp(no processes, sockets, chmod/chown/utimes/xattrs, ptrace, io_uring)"
+    return "seccomp(no processes, sockets, memfd/shm, chmod/chown/utimes/xattrs, ptrace, io_uring)"
 
 
-def install_audit_hook(root):
-    """Refuse, at the Python level, what the model's code has no business doing."""
+def _may_read(path, readable):
+    """Whether ``path`` lies in one of the ``readable`` trees (real paths), the
+    same rule as the worker's Landlock read rules. A descriptor is already open."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        return True
+    try:
+        p = os.fspath(path)
+        if isinstance(p, bytes):
+            p = p.decode("utf-8", "surrogateescape")
+        p = os.path.realpath(p)
+    except Exception:
+        return False
+    while True:
+        if p in readable:
+            return True
+        if p == "/" or not p:
+            return False
+        p = p.rpartition("/")[0] or "/"
+
+
+def cap_python_threads(max_threads):
+    """At most ``max_threads`` live threads started from Python (CPython 3.11
+    has no audit event for it). A convenience layer like the audit hook: the
+    kernel's caps (RLIMIT_NPROC, pid_max: see set_limits) also cover threads
+    started from C, where they apply."""
+    import _thread
+
+    count = getattr(_thread, "_count", None)  # live threads started through _thread
+    if count is None:
+        return False
+
+    def capped(start):
+        def start_thread(*args, **kwargs):
+            if count() >= max_threads:
+                raise RuntimeError("can't start new thread: the sandbox allows %d" % max_threads)
+            return start(*args, **kwargs)
+        return start_thread
+
+    for name in ("start_new_thread", "start_new", "start_joinable_thread"):
+        if hasattr(_thread, name):
+            setattr(_thread, name, capped(getattr(_thread, name)))
+    threading = sys.modules.get("threading")  # not imported yet, normally
+    for name in ("_start_new_thread", "_start_joinable_thread"):
+        if threading is not None and hasattr(threading, name):
+            setattr(threading, name, capped(getattr(threading, name)))
+    return True
+
+
+def install_audit_hook(root, read_paths=()):
+    """Refuse, at the Python level, what the model's code has no business doing:
+    besides the blocked events, writes outside ``root``, and reads outside
+    ``root`` and ``read_paths`` (a second layer over Landlock's read rules,
+    and the only one where the kernel has no Landlock)."""
     root = os.path.realpath(root)
     realpath, fspath, startswith = os.path.realpath, os.fspath, str.startswith
+    readable = frozenset([root, os.devnull] + [p if isinstance(p, str) else p[0] for p in read_paths])
 
     def inside(path):
         try:
@@ -448,6 +606,11 @@ def install_audit_hook(root):
                 isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND))
             if writing and not inside(path):
                 raise PermissionError("sandbox: writing outside the working directory is not allowed")
+            if not writing and not _may_read(path, readable):
+                raise PermissionError("sandbox: reading outside the Python standard library is not allowed")
+        elif event in _LIST_EVENTS:
+            if args and args[0] is not None and not _may_read(args[0], readable):
+                raise PermissionError("sandbox: listing outside the Python standard library is not allowed")
         elif event in _WRITE_EVENTS:
             for path in args[:2]:
                 if isinstance(path, (str, bytes, os.PathLike)) and not inside(path):
@@ -476,16 +639,22 @@ def _worker(job, call_r, reply_w, report):
         limits = job["limits"]
         set_limits(limits)
         applied.append("rlimits")
+        if _outer_uid() != 0:
+            applied.append("nproc(%d)" % (int(limits["processes"]) + int(limits["threads"]) + 3))
         _prctl(_PR_SET_NO_NEW_PRIVS, 1)
         if drop_capabilities():
             applied.append("no-capabilities")
         cwd = os.getcwd()
+        # One rule a line, "d" (directory) or "f" first: see sandbox._packed_read_paths.
+        read_paths = [(line[1:], line[0] == "d") for line in job["read_paths"].split("\n") if line]
         if job.get("landlock", True) and landlock_abi() > 0:
-            applied.append(apply_landlock(job["read_paths"], [cwd, os.devnull]))
+            applied.append(apply_landlock(read_paths, [cwd, os.devnull]))
         if os.uname().machine in _AUDIT_ARCH:
             applied.append(apply_seccomp())
-        install_audit_hook(cwd)
+        install_audit_hook(cwd, read_paths)
         applied.append("audit-hook")
+        if cap_python_threads(int(limits["threads"])):
+            applied.append("threads(%d)" % int(limits["threads"]))
     except Exception as exc:  # confinement failed: refuse to run the program
         write_msg(reply_w, {"fatal": "sandbox setup failed: %r" % (exc,)})
         os._exit(1)
@@ -525,6 +694,21 @@ def _worker(job, call_r, reply_w, report):
             os._exit(0)
 
 
+def _outer_uid():
+    """This process's user id outside every user namespace (the kernel
+    enforces RLIMIT_NPROC for anyone but that root), or 0 when unknown."""
+    uid = os.getuid()
+    try:
+        with open("/proc/self/uid_map") as f:
+            for line in f:
+                inner, outer, count = map(int, line.split())
+                if inner <= uid < inner + count:
+                    return outer + uid - inner
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def _describe(exc):
     try:
         name = type(exc).__name__
@@ -552,22 +736,37 @@ def _reraise(builtins_ns, desc):
     raise RuntimeError("%s: %s" % (name, msg))
 
 
-def _make_proxy(entry_point, call_w, reply_r, deadline, builtins_ns):
+def _make_proxy(entry_point, call_w, reply_r, deadline, builtins_ns, faults):
+    """The candidate the tests call. A timeout or a broken worker is also
+    recorded in ``faults``: the tests may catch the exception (``try: ...
+    except Exception``), the verdict does not forget it."""
+    def fault(exc):
+        faults.append(exc)
+        return exc
+
     def candidate(*args, **kwargs):
-        _write_msg(call_w, {"args": list(args), "kwargs": dict(kwargs)})
         try:
-            reply = _read_msg(reply_r, deadline)
+            # Unencodable arguments (the tests' own values) raise out of here as they are.
+            _write_msg(call_w, {"args": list(args), "kwargs": dict(kwargs)}, deadline)
+        except TimeoutError as exc:
+            raise fault(exc)
+        except BrokenPipeError:
+            raise fault(_WorkerGone("the program's process ended during a call"))
+        try:
+            reply = _read_reply(reply_r, deadline)
+        except TimeoutError as exc:
+            raise fault(exc)
         except EOFError:
-            raise _WorkerGone("the program's process ended during a call")
+            raise fault(_WorkerGone("the program's process ended during a call"))
         except (ValueError, TypeError, OverflowError, RecursionError, UnicodeDecodeError) as exc:
-            raise _WorkerGone("unreadable reply (%s)" % exc)
+            raise fault(_WorkerGone("unreadable reply (%s)" % exc))
         if type(reply) is not dict:
-            raise _WorkerGone("protocol violation")
+            raise fault(_WorkerGone("protocol violation"))
         if "value" in reply:
             return reply["value"]
         if "raise" in reply:
             _reraise(builtins_ns, reply["raise"])
-        raise _WorkerGone("protocol violation")
+        raise fault(_WorkerGone("protocol violation"))
 
     candidate.__name__ = candidate.__qualname__ = entry_point
     return candidate
@@ -622,6 +821,11 @@ def supervise(job, stdin_fd):
             _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     except OSError:
         pass
+    applied = _private_workdir(job["limits"]) if os.getpid() == 1 else []
+    # Packages the harness allows solutions to import (usually none). The
+    # standard library's import caches were filled when this script started:
+    # the worker may read the stdlib's entries but not list its directory.
+    sys.path.extend(p for p in job.get("sys_path", ()) if isinstance(p, str))
     call_r, call_w = os.pipe()
     reply_r, reply_w = os.pipe()
     report = bool(job.get("probe"))
@@ -633,13 +837,14 @@ def supervise(job, stdin_fd):
             os._exit(1)
     os.close(call_r)
     os.close(reply_w)
+    os.set_blocking(call_w, False)  # calls are written against the deadline
     tests = _read_msg(stdin_fd, deadline)
     os.close(stdin_fd)
     verdict_fd = int(tests["verdict_fd"])
     verdict = {"status": "failed", "detail": "", "applied": []}
     try:
         # 1. Before any of the program's code ran: confined, or setup failed.
-        hello = _read_msg(reply_r, deadline)
+        hello = _read_reply(reply_r, deadline)
         if type(hello) is not dict:
             raise _WorkerGone("protocol violation")
         if "fatal" in hello:
@@ -648,10 +853,10 @@ def supervise(job, stdin_fd):
             raise _WorkerGone("protocol violation")
         elif report:
             verdict.update(status="probe", detail="", pid_in_sandbox=os.getpid(), worker_uid=hello.get("uid"),
-                           applied=[a for a in hello.get("applied", []) if isinstance(a, str)])
+                           applied=applied + [a for a in hello.get("applied", []) if isinstance(a, str)])
         else:
             # 2. After the program loaded (everything from here is the program's word).
-            loaded = _read_msg(reply_r, deadline)
+            loaded = _read_reply(reply_r, deadline)
             if type(loaded) is dict and "load_error" in loaded:
                 verdict.update(status="failed", detail=("program did not load: %s" % ": ".join(
                     map(str, loaded["load_error"])))[:500])
@@ -683,7 +888,8 @@ def supervise(job, stdin_fd):
 
 def _run_tests(job, call_w, reply_r, deadline, builtins_ns):
     """Execute the problem's test code here, with the worker's function as candidate."""
-    proxy = _make_proxy(job["entry_point"], call_w, reply_r, deadline, builtins_ns)
+    faults = []
+    proxy = _make_proxy(job["entry_point"], call_w, reply_r, deadline, builtins_ns, faults)
     ns = {"__name__": "__tests__", "__builtins__": builtins_ns}
     # The prompt (trusted problem text) may define helpers the tests use,
     # e.g. HumanEval/38's encode_cyclic. Its entry point is a stub here.
@@ -699,6 +905,8 @@ def _run_tests(job, call_w, reply_r, deadline, builtins_ns):
     if not callable(check):
         raise RuntimeError("the test code defines no check(candidate)")
     check(proxy)
+    if faults:
+        raise faults[0]
 
 
 def main():

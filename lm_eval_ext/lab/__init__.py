@@ -1,6 +1,6 @@
 """The emergence lab: one command from nothing to a tested prediction.
 
-``python -m lm_eval_ext.lab --out DIR`` trains a ladder of tiny transformers
+``python -m lm_eval_ext.lab --output_path DIR`` trains a ladder of tiny transformers
 on synthetic algorithmic tasks (:mod:`.synthetic`, :mod:`.ladder`), scores
 them through lm-eval on PassUntil tasks (``task_configs/lab``,
 :mod:`.evaluate`), predicts the largest model's PU from the smaller ones

@@ -304,7 +304,7 @@ def record_or_refuse(path: Path, settings: dict, what: str) -> None:
         diffs = sorted(k for k in set(settings) | set(theirs) if settings.get(k) != theirs.get(k))
         if diffs:
             raise ValueError(f"{path.parent} holds {what} with other settings (differing: {', '.join(diffs)}); "
-                             f"use another --out or delete {path.parent} to start over")
+                             f"use another --output_path or delete {path.parent} to start over")
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, settings)
