@@ -138,28 +138,36 @@ def quiet_upstream() -> None:
         pass
 
 
+#: lm-eval modules whose module-level ``tqdm`` draws a bar per call: the
+#: task's request building, and the model backends' request loops (no switch
+#: reaches them from simple_evaluate in 0.4.13).
+_BAR_MODULES = ("lm_eval.api.task", "lm_eval.models.huggingface", "lm_eval.models.vllm_causallms")
+
+
 @contextlib.contextmanager
 def quiet_task_bars():
-    """While the block runs and :func:`quiet`: lm-eval's bar over a task's
-    documents while it builds the requests (``Task.build_all_requests``, no
-    switch in 0.4.13) off. Scoped like the engine's other per-call patches."""
+    """While the block runs and :func:`quiet`: lm-eval's own bars off, over a
+    task's documents while it builds the requests and over the requests in
+    the model backends loaded so far (``hf``'s "Running generate_until
+    requests"). Scoped like the engine's other per-call patches."""
     if not quiet():
         yield
         return
-    import lm_eval.api.task as task_mod
+    saved = {}
+    for name in _BAR_MODULES:
+        mod = sys.modules.get(name)
+        bar = getattr(mod, "tqdm", None) if mod is not None else None
+        if isinstance(bar, type):
+            saved[mod] = bar
 
-    saved = getattr(task_mod, "tqdm", None)
-    if saved is None:
-        yield
-        return
+            class _Off(bar):
+                def __init__(self, *args, **kwargs):
+                    kwargs["disable"] = True
+                    super().__init__(*args, **kwargs)
 
-    class _Off(saved):
-        def __init__(self, *args, **kwargs):
-            kwargs["disable"] = True
-            super().__init__(*args, **kwargs)
-
-    task_mod.tqdm = _Off
+            mod.tqdm = _Off
     try:
         yield
     finally:
-        task_mod.tqdm = saved
+        for mod, bar in saved.items():
+            mod.tqdm = bar

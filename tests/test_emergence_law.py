@@ -123,6 +123,11 @@ def test_relu_curve_with_noise_gives_the_emergence_point():
     em = r.emergence_loss().iloc[0]
     assert abs(em["E"] - 3.2) < 0.06, em
     assert em["lower"] <= 3.2 <= em["upper"]
+    # accuracies: the Gaussian fit's curve and band stay inside [0, 1] far
+    # beyond the data, where the linear part passes 1 (0.3 * (3.2 - 0) + 0.25)
+    far = r.predict([0.0, 1.0, 3.0])
+    assert far["perf"].iloc[0] == 1.0
+    assert ((far[["perf", "lower", "upper"]] >= 0) & (far[["perf", "lower", "upper"]] <= 1)).all().all()
     assert abs(r.params["A"] - 0.3) < 0.03 and abs(r.params["B"] - 0.25) < 0.01
     side = r.side_counts.iloc[0]
     assert side["pre"] > 5 and side["post"] > 5

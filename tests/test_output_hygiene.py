@@ -213,3 +213,22 @@ def test_model_code_compile_warnings_stay_out_of_the_log():
         compile("x = None(1)\n", "<elsewhere>", "exec")  # the control
     assert v.status == "failed"
     assert [w.filename for w in got if w.category is SyntaxWarning] == ["<elsewhere>"]
+
+
+def test_lm_eval_model_request_bars_are_off_when_quiet(monkeypatch):
+    """`--model hf --no_shared_prefix`: lm-eval's hf backend draws its own bar
+    over the requests of every call; off a terminal it is silenced like the rest."""
+    import lm_eval.models.huggingface as hf
+
+    from lm_eval_ext import console
+
+    monkeypatch.setattr(console, "quiet", lambda *a, **k: True)
+    original = hf.tqdm
+    with console.quiet_task_bars():
+        bar = hf.tqdm(total=3, desc="Running generate_until requests")
+        assert bar.disable
+        bar.close()
+    assert hf.tqdm is original
+    monkeypatch.setattr(console, "quiet", lambda *a, **k: False)
+    with console.quiet_task_bars():
+        assert hf.tqdm is original  # on a terminal, lm-eval's bars are left alone

@@ -880,9 +880,9 @@ class EmergenceLawResults:
         """The law's mean performance at losses ``L`` (and ``D`` >= 1 for a law;
         broadcast against ``L``): DataFrame L, D, perf (and lower, upper: a
         percentile-bootstrap confidence band of the mean curve, not of a new
-        checkpoint's scatter).  With the binomial likelihood ``perf`` is a
-        probability and is clipped to [0, 1] (the linear part of the law is
-        unbounded).
+        checkpoint's scatter).  With the binomial likelihood, or when every
+        fitted ``perf`` lies in [0, 1], ``perf`` is a proportion and it and its
+        band are clipped to [0, 1] (the linear part of the law is unbounded).
 
         A loss below the fitted range (``L_range``) is an extrapolation: a
         warning (how far below, in nats and as a share of the fitted loss
@@ -911,7 +911,12 @@ class EmergenceLawResults:
         else:
             D = np.full(L.shape, np.nan)
             u = np.zeros(L.shape)
-        clip = (lambda v: np.clip(v, 0, 1)) if self.likelihood == "binomial" else (lambda v: v)
+        # A proportion stays in [0, 1]: the binomial likelihood's perf always,
+        # the Gaussian's when every fitted perf is one (an accuracy); the
+        # linear part of the law is unbounded either way.
+        perf = self.data["perf"].to_numpy(float)
+        bounded = self.likelihood == "binomial" or bool(np.all((perf >= 0) & (perf <= 1)))
+        clip = (lambda v: np.clip(v, 0, 1)) if bounded else (lambda v: v)
         m = self._model
         out = pd.DataFrame({"L": L, "D": D, "perf": clip(m.mean(self.params.to_numpy(), L, u))})
         draws = self._draws()
