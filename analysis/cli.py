@@ -4,7 +4,7 @@ Each analysis keeps its command beside its fit (``analysis/<method>/cli.py``);
 this module only assembles them, and holds what every command shares: the
 flag conventions (lm-eval's), the help formatter, and the plain-text
 descriptions made from the modules' docstrings.  The argparse pieces (help
-formatter, plain(), list options) are lm_eval_ext.cli_conventions', shared
+formatter, plain(), list options) are lm_eval_ext.conventions.flags', shared
 with lm-eval-ext and the lab, and re-exported here.
 
 Flag conventions, as in lm-eval's own CLI:
@@ -24,37 +24,13 @@ from __future__ import annotations
 
 import argparse
 
-# The argparse pieces of the conventions live in lm_eval_ext (which analysis
-# depends on; lm_eval-ext's own commands use them too): one copy for both.
-from lm_eval_ext.cli_conventions import (  # noqa: F401  (re-exported: analysis.cli.plain, ...)
+from .commands import (  # noqa: F401  (re-exported for callers of analysis.cli)
+    BACKWARD_COMPATIBLE_ALIASES,
+    RENAMED_FLAGS,
     HelpFormatter,
-    ListAction,
-    RenamedFlag,
-    add_list_argument,
-    add_output_path,
-    format_default,
+    add_command,
     plain,
 )
-
-#: old spelling -> the flag it now spells, kept so that existing scripts run;
-#: these are the only option strings of ``python -m analysis`` that are not
-#: the lm-eval style snake_case (or that duplicate a snake_case name).
-BACKWARD_COMPATIBLE_ALIASES = {
-    "--out": "--output_path",
-    "--n-boot": "--n_boot",
-    "--loss-task": "--loss_task",
-    "--loss-metric": "--loss_metric",
-    "--backtest-before": "--backtest_before",
-    "--random_state": "--seed",
-    "--k": "--pass_at_k",
-}
-
-#: flags that were removed because their name meant different things in
-#: different commands: using one is an error that names the new flag.
-RENAMED_FLAGS = {
-    "scaling": {"--level": "--fit_level"},
-    "seeds": {"--level": "--alpha"},
-}
 
 DESCRIPTION = """\
 Fits and forecasts over lm-eval result directories and tidy tables (CSV,
@@ -73,16 +49,6 @@ comma-separated lists (--holdout 1e9,3e9). Earlier spellings (--out, --n-boot,
 --loss-task, --loss-metric, --backtest-before, --random_state, --k) are still
 accepted.
 """
-
-
-def add_command(subparsers, name: str, *, help: str, description: str | None):
-    """A subcommand parser with the shared conventions: the description (a
-    module docstring) as plain text, defaults in every help, and the
-    removed flags of :data:`RENAMED_FLAGS` as errors that name the new ones."""
-    parser = subparsers.add_parser(name, help=help, description=plain(description), formatter_class=HelpFormatter)
-    for old, new in RENAMED_FLAGS.get(name, {}).items():
-        parser.add_argument(old, action=RenamedFlag, new=new)
-    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:

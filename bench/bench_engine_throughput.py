@@ -9,7 +9,7 @@ helps the engine):
 * plain lm-eval, ``simple_evaluate`` with ``repeats: K`` at batch size 1 (the
   CLI default: K separate generate calls per prompt);
 * plain lm-eval at batch size K;
-* the engine (``lm_eval_ext.adaptive_runner.run_adaptive``) drawing K samples
+* the engine (``lm_eval_ext.sampling.runner.run_adaptive``) drawing K samples
   per prompt in one round: one batch of all prompts' samples, the prompt's
   prefill shared across its samples (``hf-shared-prefix``).
 
@@ -40,8 +40,8 @@ import lm_eval  # noqa: E402
 import lm_eval_ext.registration  # noqa: E402,F401
 from lm_eval.api.registry import get_model  # noqa: E402
 from lm_eval.tasks import TaskManager  # noqa: E402
-from lm_eval_ext.adaptive import StopRule  # noqa: E402
-from lm_eval_ext.adaptive_runner import run_adaptive  # noqa: E402
+from lm_eval_ext.sampling.adaptive import StopRule  # noqa: E402
+from lm_eval_ext.sampling.runner import run_adaptive  # noqa: E402
 from tests.tiny_model import build_tiny_model, humaneval_corpus  # noqa: E402
 from tests.toy_task import write_exact_match_task  # noqa: E402
 

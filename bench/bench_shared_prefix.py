@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.tiny_m
 
 import torch  # noqa: E402
 
-import lm_eval_ext.models  # noqa: E402,F401  (registers hf-shared-prefix)
+import lm_eval_ext.sampling.shared_prefix  # noqa: E402,F401  (registers hf-shared-prefix)
 from lm_eval.api.instance import Instance  # noqa: E402
 from lm_eval.api.registry import get_model  # noqa: E402
 from tests.tiny_model import build_tiny_model, humaneval_corpus  # noqa: E402

@@ -1,13 +1,13 @@
 """Bias and spread of the per-instance PU estimators under the adaptive engine's design.
 
 Exact, not simulated: every terminal state (n, c) of the engine's
-group-sequential design (lm_eval_ext.adaptive.StopRule) is enumerated with its
+group-sequential design (lm_eval_ext.sampling.adaptive.StopRule) is enumerated with its
 number of sampling paths, so each estimator's mean and SD at a true pass rate p
 are sums over terminal states. Printed per p, relative to p:
 
 - ``c/n``: the MLE, every sample, ignoring the stopping rule;
 - ``(r-1)/(K-1)``: Haldane's estimator (``pu_rK``), samples after K ignored;
-- ``rao-blackwell``: what the engine reports (lm_eval_ext.passuntil.pu_sequential).
+- ``rao-blackwell``: what the engine reports (lm_eval_ext.passuntil.stats.pu_sequential).
 
     python bench/pu_estimators.py [--r 2] [--cap 512] [--first 8]
 """
@@ -24,8 +24,8 @@ from scipy.special import gammaln, logsumexp
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from lm_eval_ext.adaptive import StopRule  # noqa: E402
-from lm_eval_ext.passuntil import pu_sequential  # noqa: E402
+from lm_eval_ext.sampling.adaptive import StopRule  # noqa: E402
+from lm_eval_ext.passuntil.stats import pu_sequential  # noqa: E402
 
 
 def _lcomb(a, b):

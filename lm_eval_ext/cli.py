@@ -26,7 +26,7 @@ import math
 import sys
 from pathlib import Path
 
-from .cli_conventions import (HelpFormatter, RenamedFlag, add_legacy_alias, add_list_argument, add_output_path,
+from .conventions.flags import (HelpFormatter, RenamedFlag, add_legacy_alias, add_list_argument, add_output_path,
                               plain)
 
 #: old spelling -> the flag it now spells (shown in help as an alias), per command.
@@ -69,7 +69,7 @@ def _input_error(message: str) -> int:
 def _read_samples(path: Path) -> list[tuple[int, dict]]:
     """(1-based line, sample) for every sample; ValueError("FILE:LINE: ...")
     (FileNotFoundError for a missing file) for anything malformed."""
-    from .jsonl import iter_jsonl, json_type
+    from .conventions.jsonl import iter_jsonl, json_type
 
     rows = []
     for lineno, row in iter_jsonl(path, unique_keys=True):
@@ -103,8 +103,8 @@ def _cmd_check(args) -> int:
         return 2
     from .execution.checker import VerdictCache, check_samples
     from .execution.sandbox import Limits
-    from .humaneval import load_problems
-    from .passuntil import estimate_instance, pass_at_k
+    from .tasks.humaneval import load_problems
+    from .passuntil.stats import estimate_instance, pass_at_k
 
     samples_path = Path(args.samples)
     out = Path(args.output_path) if args.output_path else samples_path.with_name(samples_path.name + "_results.jsonl")
@@ -190,8 +190,8 @@ def _cmd_check(args) -> int:
 
 
 def _cmd_passuntil(args) -> int:
-    from .adaptive import StopRule
-    from .adaptive_runner import run_adaptive
+    from .sampling.adaptive import StopRule
+    from .sampling.runner import run_adaptive
 
     try:
         rule = StopRule(r=args.r, cap=args.cap, first=args.first, growth=args.growth,
@@ -303,7 +303,7 @@ def _add_passuntil_args(a) -> None:
 
 
 def _finetune_config(args, D: int, seed: int):
-    from .finetune import FinetuneConfig
+    from .finetune.train import FinetuneConfig
 
     target = tuple(args.lora_target) if args.lora_target else None
     return FinetuneConfig(task=args.task, D=D, seed=seed, sample=args.sample, lr=args.lr, steps=args.steps,
@@ -314,7 +314,7 @@ def _finetune_config(args, D: int, seed: int):
 
 
 def _cmd_finetune(args) -> int:
-    from .finetune import finetune
+    from .finetune.train import finetune
 
     try:
         cfg = _finetune_config(args, args.train_size, args.seed)
@@ -335,7 +335,7 @@ def _emergence_dir() -> Path:
 
 
 def _cmd_finetune_sweep(args) -> int:
-    from .finetune_sweep import make_checkpoint, read_checkpoint_table, run_sweep
+    from .finetune.sweep import make_checkpoint, read_checkpoint_table, run_sweep
 
     try:
         cks = read_checkpoint_table(args.checkpoints) if args.checkpoints else []

@@ -23,14 +23,14 @@ import lm_eval.filters  # noqa: F401  (built-in filters first)
 import lm_eval.models  # noqa: F401  (built-in model backends first; lazy, cheap)
 from lm_eval.api import registry
 
-from . import metrics
-from .filters import PassUntilExactMatchFilter, PassUntilExecuteFilter
+from .passuntil import metrics
+from .passuntil.filters import PassUntilExactMatchFilter, PassUntilExecuteFilter
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _done = False
 
-MODELS = {"hf-shared-prefix": "lm_eval_ext.models:SharedPrefixHFLM"}
+MODELS = {"hf-shared-prefix": "lm_eval_ext.sampling.shared_prefix:SharedPrefixHFLM"}
 FILTERS = {"passuntil_execute": PassUntilExecuteFilter, "passuntil_exact_match": PassUntilExactMatchFilter}
 
 

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from lm_eval_ext import jsonl
+from lm_eval_ext.conventions import jsonl
 from lm_eval_ext.cli import main
 from lm_eval_ext.execution import Verdict, checker
 

@@ -118,7 +118,7 @@ def test_check_command_rejects_unknown_task_and_bad_lines(tmp_path):
 
 
 def test_filter_keeps_every_repeat_in_order():
-    from lm_eval_ext.filters import PassUntilExecuteFilter
+    from lm_eval_ext.passuntil.filters import PassUntilExecuteFilter
 
     out = PassUntilExecuteFilter(timeout=2).apply([[GOOD, BAD, GOOD], [BAD]], [ADD, ADD])
     assert out == [["passed", "failed", "passed"], ["failed"]]
@@ -128,7 +128,7 @@ def test_filter_code_block_runs_the_code_of_a_chat_answer():
     """passuntil_humaneval_instruct: the answer's first fenced block (closed,
     left open by the stop sequence, or none) runs after the prompt; a full
     def redefines the prompt's function, an indented body continues it."""
-    from lm_eval_ext.filters import PassUntilExecuteFilter, chat_code
+    from lm_eval_ext.passuntil.filters import PassUntilExecuteFilter, chat_code
 
     full = "Here is the solution:\n```python\ndef add(a, b):\n    return a + b\n```\nIt adds."
     open_block = "```python\ndef add(a, b):\n    return b + a"
@@ -142,7 +142,7 @@ def test_filter_code_block_runs_the_code_of_a_chat_answer():
 
 
 def test_filter_refuses_to_score_when_the_sandbox_is_broken(monkeypatch):
-    from lm_eval_ext.filters import PassUntilExecuteFilter
+    from lm_eval_ext.passuntil.filters import PassUntilExecuteFilter
 
     monkeypatch.setattr(checker, "run_program", lambda *a, **k: Verdict("sandbox_error", "landlock failed"))
     with pytest.raises(RuntimeError, match="could not run 2 of 2 programs.*landlock failed"):
@@ -150,7 +150,7 @@ def test_filter_refuses_to_score_when_the_sandbox_is_broken(monkeypatch):
 
 
 def test_filter_options_and_fields_are_checked():
-    from lm_eval_ext.filters import PassUntilExecuteFilter
+    from lm_eval_ext.passuntil.filters import PassUntilExecuteFilter
 
     with pytest.raises(ValueError, match="unknown option"):
         PassUntilExecuteFilter(timout=3)

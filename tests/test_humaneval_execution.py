@@ -8,7 +8,7 @@ import re
 import pytest
 
 from lm_eval_ext.execution import check_completions
-from lm_eval_ext.humaneval import load_problems
+from lm_eval_ext.tasks.humaneval import load_problems
 
 
 @pytest.fixture(scope="module")

@@ -436,7 +436,7 @@ def _predict_holdout(fit, holdout: pd.DataFrame, d0) -> dict:
 
 def add_parser(subparsers) -> None:
     """Add the ``emergence`` subcommand to ``python -m analysis``."""
-    from ..cli import add_command, add_output_path
+    from ..commands import add_command, add_output_path
 
     s = add_command(subparsers, "emergence", help="fit the finetuning emergence law (Snell et al. 2024)",
                     description=__doc__)

@@ -1266,7 +1266,7 @@ def _verdict(data, side, kind, likelihood, llf, llf_flat, disp, df_lr):
 
 
 def _bootstrap(d, model, data, likelihood, theta, disp, how, n_boot, seed, progress):
-    from lm_eval_ext.console import progress_bar
+    from lm_eval_ext.conventions.console import progress_bar
 
     rng = np.random.default_rng(seed)
     # clusters resampled whole: runs (how == "run") or checkpoints

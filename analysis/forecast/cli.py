@@ -135,7 +135,7 @@ def _json_default(v):
 
 def add_parser(subparsers) -> None:
     """Add the ``backtest`` subcommand (see the module docstring)."""
-    from ..cli import add_command, add_list_argument, add_output_path
+    from ..commands import add_command, add_list_argument, add_output_path
     from .backtest import LAWS
 
     s = add_command(subparsers, "backtest", help="the forecast's own track record on a ladder of models",

@@ -317,3 +317,16 @@ def fit_curve(L, y, v, form: str, *, chance: float = 0.0, runs=None, smooth: flo
         cov[np.ix_(free, free)] = covf
     return FittedCurve(form=form, theta=th, cov=cov, tau2=float(tau2), chance=float(chance), smooth=float(smooth),
                        L_min=float(L.min()), L_max=float(L.max()), n_models=n, notes=notes)
+
+
+def score_interval(mean, var, var_new, alpha, extra: dict) -> pd.DataFrame:
+    """The prediction table of a score: the mean and its normal interval at
+    1 - alpha from the forecast's variance and a new model's sampling
+    variance, cut to [0, 1] (a score is a proportion)."""
+    from scipy import stats
+
+    z = stats.norm.ppf(1 - alpha / 2)
+    sd = np.sqrt(var + var_new)
+    m = np.clip(mean, 0.0, 1.0)
+    return pd.DataFrame({**extra, "predicted": m, "lower": np.clip(mean - z * sd, 0.0, 1.0),
+                         "upper": np.clip(mean + z * sd, 0.0, 1.0), "sd": sd})

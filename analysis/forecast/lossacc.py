@@ -52,7 +52,7 @@ from scipy import stats
 
 from .backtest import interval_score
 from .calibration import Calibration, calibrate
-from .curves import CURVE_FORMS, FittedCurve, curve_min_models, fit_curve
+from .curves import CURVE_FORMS, FittedCurve, curve_min_models, fit_curve, score_interval
 from .forecaster import ForecastResults, FormResult, fit_and_chain, json_records, mixture_errors, mixture_moments, weigh
 
 __all__ = ["PRIOR", "DEFAULT_CURVES", "observe_loss", "fit_loss_forecast", "LossForecastResults",
@@ -218,7 +218,7 @@ class LossForecastResults:
         if np.any(~np.isfinite(L)) or np.any(L <= 0):
             raise ValueError("losses to predict must be finite and > 0")
         mean, _, var = self.predict_moments(L)
-        return _interval(mean, var, self._new_var(mean, n_items, L.shape), a,
+        return score_interval(mean, var, self._new_var(mean, n_items, L.shape), a,
                          {"L": L, "d": _distance(self.L_min, L), "r": self.relative_distance(L)})
 
     def _new_var(self, mean, n_items, shape):
@@ -271,14 +271,6 @@ class LossForecastResults:
                               "calibration": f.calibration.to_dict()} for k, f in self.forms.items()},
                 "not_fitted": dict(self.failed), "calibration": self.calibration.to_dict(),
                 "models": json_records(self.obs[["model", "L", "score", "run"]]), "notes": list(self.notes)}
-
-
-def _interval(mean, var, var_new, alpha, extra: dict) -> pd.DataFrame:
-    z = stats.norm.ppf(1 - alpha / 2)
-    sd = np.sqrt(var + var_new)
-    m = np.clip(mean, 0.0, 1.0)
-    return pd.DataFrame({**extra, "predicted": m, "lower": np.clip(mean - z * sd, 0.0, 1.0),
-                         "upper": np.clip(mean + z * sd, 0.0, 1.0), "sd": sd})
 
 
 def _judge(res: LossForecastResults) -> tuple[str, str]:

@@ -35,7 +35,7 @@ import pandas as pd
 from scipy import optimize, stats
 
 from .calibration import Calibration, calibrate
-from .curves import cluster_cov
+from .curves import cluster_cov, score_interval
 
 __all__ = ["PRIOR", "LossLaw", "fit_loss_law", "forward_chain_loss_law", "chain_predict"]
 
@@ -246,7 +246,6 @@ def chain_predict(law: LossLaw, curve, new: pd.DataFrame, *, n_items=None, alpha
     the predicted loss: ``curve`` is a :class:`.lossacc.LossForecastResults`.
     Returns predicted, lower, upper, sd (score), and loss_pred, loss_lower,
     loss_upper (the loss step's own interval)."""
-    from .lossacc import _interval
 
     a = curve.level if alpha is None else alpha
     m, s2 = law.predict_log(new)
@@ -258,6 +257,6 @@ def chain_predict(law: LossLaw, curve, new: pd.DataFrame, *, n_items=None, alpha
         seconds = seconds + wi * (var + mu**2)
     var = np.maximum(seconds - means**2, 0.0)
     z = stats.norm.ppf(1 - a / 2)
-    out = _interval(means, var, curve._new_var(means, n_items, means.shape), a,
+    out = score_interval(means, var, curve._new_var(means, n_items, means.shape), a,
                     {"loss_pred": np.exp(m), "loss_lower": np.exp(m - z * s), "loss_upper": np.exp(m + z * s)})
     return out

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lm_eval_ext.jsonl import iter_jsonl
+from lm_eval_ext.conventions.jsonl import iter_jsonl
 
 log = logging.getLogger(__name__)
 

@@ -91,7 +91,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lm_eval_ext.jsonl import iter_jsonl
+from lm_eval_ext.conventions.jsonl import iter_jsonl
 
 from .results import (
     _RESULTS_NAME_RE,
@@ -155,7 +155,7 @@ def instance_pu(df: pd.DataFrame) -> np.ndarray:
     there is one, else ``c/n``.  The one definition every analysis uses, so a
     task PU here is the one the engine reported (for a fixed budget, ``c/n``;
     for the adaptive engine, its design's unbiased estimate, which ``c/n``
-    would overstate by 10-65%: lm_eval_ext.passuntil.pu_sequential)."""
+    would overstate by 10-65%: lm_eval_ext.passuntil.stats.pu_sequential)."""
     cn = df["c"].to_numpy(float) / df["n"].to_numpy(float)
     if "pu" not in df.columns:
         return cn

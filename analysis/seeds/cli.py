@@ -317,7 +317,7 @@ def _cmd_seeds(args) -> int:
 
 def add_parser(subparsers) -> None:
     """Add the ``seeds`` subcommand (see the module docstring)."""
-    from ..cli import add_command, add_output_path
+    from ..commands import add_command, add_output_path
 
     s = add_command(subparsers, "seeds", help="distributions of a metric across training seeds, per size",
                     description=__doc__)

@@ -128,7 +128,7 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import optimize, special, stats
 
-from lm_eval_ext.passuntil import wilson
+from lm_eval_ext.passuntil.stats import wilson
 
 __all__ = [
     "seed_distributions",

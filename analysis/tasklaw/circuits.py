@@ -74,7 +74,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special
 
-from .law import _by_size, _validate
+from .base import _by_size, _validate
 
 __all__ = ["compare_curves", "CurveComparison", "CurveFit", "fit_curve", "MODELS"]
 
@@ -368,7 +368,7 @@ def compare_curves(df: pd.DataFrame, *, n_boot: int = 199, random_state: int = 0
         target = lr_stat / phi
         it = range(int(n_boot))
         if progress:
-            from lm_eval_ext.console import progress_bar
+            from lm_eval_ext.conventions.console import progress_bar
             it = progress_bar(it, desc="two-circuit LR bootstrap", unit="sim")
         exceed = 0
         two_start = fits["two_circuit"].params.to_numpy()

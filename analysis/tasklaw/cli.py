@@ -187,7 +187,7 @@ def _cmd_scaling(args) -> int:
 
 def add_parser(subparsers) -> None:
     """Add the ``scaling`` subcommand (see the module docstring)."""
-    from ..cli import add_command, add_list_argument, add_output_path
+    from ..commands import add_command, add_list_argument, add_output_path
 
     s = add_command(subparsers, "scaling", help="fit the PassUntil task scaling law and forecast larger models",
                     description=__doc__)

@@ -57,7 +57,7 @@ from scipy import stats
 from scipy.optimize import minimize
 from scipy.special import betaln, digamma, expit, gammaln, logit
 
-from .law import CovParams, _jf, _validate
+from .base import CovParams, _jf, _validate
 
 __all__ = [
     "fit_beta_binomial",

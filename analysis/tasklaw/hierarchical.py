@@ -91,7 +91,7 @@ import pandas as pd
 from scipy import optimize, stats
 from scipy.special import gammaln, ndtr
 
-from .law import CovParams, LackOfFit, _by_size, _check_level, _jf, _validate
+from .base import CovParams, LackOfFit, _by_size, _check_level, _jf, _validate
 
 __all__ = ["fit_hierarchical_law", "HierarchicalLawResults"]
 

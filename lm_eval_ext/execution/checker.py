@@ -131,7 +131,7 @@ def _execute(todo, limits, cache, workers, progress, total):
     workers = workers or len(os.sched_getaffinity(0))
     bar = None
     if progress:
-        from ..console import progress_bar
+        from ..conventions.console import progress_bar
 
         desc = progress if isinstance(progress, str) else "executing"
         bar = progress_bar(total=len(todo), desc=f"{desc} ({len(todo)} unique of {total})", unit="prog")

@@ -40,7 +40,7 @@ RENAMED_FLAGS = {"--seeds": "--n_seeds"}
 
 def _default(full, quick=None) -> str:
     """The help's default: the full run's, and --quick's where it differs."""
-    from ..cli_conventions import format_default
+    from ..conventions.flags import format_default
 
     f = format_default(full)
     q = f if quick is None else format_default(quick)
@@ -49,7 +49,7 @@ def _default(full, quick=None) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of python -m lm_eval_ext.lab."""
-    from ..cli_conventions import (HelpFormatter, RenamedFlag, add_legacy_alias, add_list_argument,
+    from ..conventions.flags import (HelpFormatter, RenamedFlag, add_legacy_alias, add_list_argument,
                                    add_output_path)
     from .finetune_leg import FinetuneLegConfig, quick_leg_config
     from .pipeline import ALL_TASKS, LabConfig, quick_config

@@ -9,7 +9,7 @@ which :func:`analysis.ingest.read_instances` reads:
   task YAMLs it runs are thin files written into the output directory that
   ``include:`` the packaged ones (``task_configs/lab``) and set ``repeats``.
 * ``adaptive``: the project's sample-until-r-passes engine
-  (:func:`lm_eval_ext.adaptive_runner.run_adaptive`, lm-eval's
+  (:func:`lm_eval_ext.sampling.runner.run_adaptive`, lm-eval's
   ``simple_evaluate`` under the hood), which reaches pass rates far below
   1/repeats; ``cap`` bounds the samples per instance and ``budget`` those per
   (model, task).
@@ -95,8 +95,8 @@ def evaluate_adaptive(model_path: Path, out: Path, tasks: Sequence[str], spec, *
                       budget: int | None, device: str = "cpu", batch_size: int = 64, seed: int = 1234,
                       progress: bool = True) -> Path:
     """The adaptive sampler on each task in turn; returns ``out``."""
-    from lm_eval_ext.adaptive import StopRule
-    from lm_eval_ext.adaptive_runner import run_adaptive
+    from lm_eval_ext.sampling.adaptive import StopRule
+    from lm_eval_ext.sampling.runner import run_adaptive
 
     out = Path(out)
     if (out / DONE).is_file():
@@ -117,7 +117,7 @@ def evaluate_adaptive(model_path: Path, out: Path, tasks: Sequence[str], spec, *
 
 
 def _finish(out: Path, info: dict) -> None:
-    from lm_eval_ext.adaptive import write_json_atomic
+    from lm_eval_ext.conventions.files import write_json_atomic
 
     write_json_atomic(out / DONE, info)
 

@@ -25,7 +25,7 @@ Stages (each resumable; a rerun skips what is finished):
    greedy accuracy on the leg's tasks.
 2. the finetunes: each base checkpoint (every smaller size, the ladder seeds
    in ``seeds``) on each D, with the project's resumable sweep
-   (:func:`lm_eval_ext.finetune_sweep.run_sweep`, full finetuning; the
+   (:func:`lm_eval_ext.finetune.sweep.run_sweep`, full finetuning; the
    examples come from the lab's generator, never a test item), for the task
    and for the calibration task; ``finetune/<task>/``.
 3. scores: greedy exact-match accuracy of every finetuned model on
@@ -64,7 +64,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..adaptive import write_json_atomic
+from ..conventions.files import write_json_atomic
 from .ladder import Size, model_dir, read_marker, record_or_refuse
 from .synthetic import TASK_KINDS, TaskSpec
 
@@ -208,17 +208,17 @@ def finetune_pool(task: str, spec: TaskSpec, n: int, n_eval: int) -> list[tuple[
 
 
 def finetune_examples(task: str, spec: TaskSpec, D: int, n_eval: int, pool_size: int):
-    """The first D examples of the pool, as :class:`lm_eval_ext.emergence_data.Example`
+    """The first D examples of the pool, as :class:`lm_eval_ext.tasks.emergence.Example`
     (prompt; completion = answer + newline, the lab's training layout: no
     BOS, the loss on the answer and its closing newline)."""
-    from ..emergence_data import Example
+    from ..tasks.emergence import Example
 
     return [Example(p, a + "\n") for p, a in finetune_pool(task, spec, pool_size, n_eval)[:D]]
 
 
 def register_tasks() -> None:
-    """Let :class:`lm_eval_ext.finetune.FinetuneConfig` accept the lab's tasks."""
-    from ..finetune import register_external_task
+    """Let :class:`lm_eval_ext.finetune.train.FinetuneConfig` accept the lab's tasks."""
+    from ..finetune.train import register_external_task
 
     for t in LAB_TASKS:
         register_external_task(t, t)
@@ -325,7 +325,7 @@ def base_stage(out: Path, sizes: Sequence[Size], lab_seeds: Sequence[int], leg: 
 # ---------------------------------------------------------------- finetuning
 
 def _sweep_config(leg: FinetuneLegConfig, task: str):
-    from ..finetune import FinetuneConfig
+    from ..finetune.train import FinetuneConfig
 
     # D and steps are set per run (steps = max(min_steps, ceil(epochs * D / batch)))
     return FinetuneConfig(task=task, D=min(leg.Ds), lr=leg.lr, epochs=leg.epochs, batch_size=leg.batch_size,
@@ -340,7 +340,7 @@ def finetune_checkpoint(out: Path, base: dict, task: str, leg: FinetuneLegConfig
                         progress: bool = False) -> list[dict]:
     """Finetune one base checkpoint on every D (skipping finished runs) and
     score every finetuned model (skipping scored ones). Returns the score rows."""
-    from ..finetune_sweep import make_checkpoint, run_dir, run_sweep
+    from ..finetune.sweep import make_checkpoint, run_dir, run_sweep
 
     out = Path(out)
     ck = make_checkpoint(base["checkpoint"], str(base["model"]), loss=base["L"], N=base["N"],
@@ -410,7 +410,7 @@ def finetune_stage(out: Path, bases: pd.DataFrame, leg: FinetuneLegConfig, spec:
     for j in jobs:
         rows += finetune_checkpoint(*j[:5])  # every run and score exists now: reads them
     # the sweep's manifest of each task, with every checkpoint (read by the emergence analysis)
-    from ..finetune_sweep import _manifest_rows, make_checkpoint, manifest_path, write_manifest
+    from ..finetune.sweep import _manifest_rows, make_checkpoint, manifest_path, write_manifest
 
     for task in leg.tasks:
         cks = [make_checkpoint(b["checkpoint"], str(b["model"]), loss=b["L"], N=b["N"], flops=b["flops"],

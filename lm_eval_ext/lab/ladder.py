@@ -32,9 +32,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..adaptive import write_json_atomic, write_text_atomic
-from ..console import progress_bar
-from ..files import apply_umask
+from ..conventions.files import write_json_atomic, write_text_atomic
+from ..conventions.console import progress_bar
+from ..conventions.files import apply_umask
 from .synthetic import TaskSpec, build_tokenizer, encode_examples, training_batch, held_out_prompts, ALPHABET
 
 MARKER = "lab_model.json"

@@ -5,9 +5,10 @@ Stages (each resumable; a rerun skips what is finished):
 
 1. train every size but the largest, for every seed (:mod:`.ladder`);
 2. score them on the lab's PassUntil tasks through lm-eval (:mod:`.evaluate`);
-3. fit the task scaling law ``PU(N) = exp(-c N^-alpha)``
-   (:func:`analysis.tasklaw.law.fit_task_law`, task level, each seed's instances
-   kept apart) and write ``prediction.json`` -- the largest size's PU with its
+3. forecast the largest size with the forecasting core (:mod:`.forecast`:
+   the task law ``PU(N) = exp(-c N^-alpha)`` among the forms of
+   :func:`analysis.forecast.fit_forecast`, each seed its own model) and write
+   ``prediction.json`` -- the largest size's PU with its
    prediction interval, timestamped -- *before* the largest model is trained
    (a rerun keeps the first prediction);
 4. train and score the largest size; compare observed with predicted;
@@ -39,8 +40,9 @@ import pandas as pd
 
 from .ladder import (DEFAULT_SIZES, MANIFEST, Size, TrainSettings, count_parameters, is_trained, model_dir,
                      record_or_refuse, train_model, write_manifest)
-from ..adaptive import write_json_atomic
-from ..console import quiet_upstream
+from ..conventions.files import write_json_atomic
+from ..conventions.console import quiet_upstream
+from .forecast import fit_and_predict, per_model_pu, task_counts, task_observations
 from .synthetic import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -205,57 +207,6 @@ def load_counts(out: Path, sizes: Sequence[Size], cfg: LabConfig) -> pd.DataFram
     if missing:
         raise ValueError(f"no evaluation results for {sorted(missing)} under {out / 'eval'}")
     return df[df["model"].isin(want)].reset_index(drop=True)
-
-
-def task_counts(df: pd.DataFrame, task: str) -> pd.DataFrame:
-    """Counts of ``task``, one row per (model, instance): model, N, instance,
-    n, c.  Every seed is its own model (the forecast's between-model scatter
-    is what seeds differ by); a size's task PU is the mean over its seeds."""
-    d = df[df["task"] == task]
-    if d.empty:
-        raise ValueError(f"no counts for task {task!r}")
-    return d[["model", "N", "instance", "n", "c", "pu"]].reset_index(drop=True)
-
-
-def per_model_pu(df: pd.DataFrame) -> pd.DataFrame:
-    """Task PU of every model (the mean over instances of each instance's PU as
-    the engine reported it, analysis.ingest.instance_pu): model, task, N, seed,
-    size, value."""
-    from analysis.ingest import instance_pu
-
-    d = df.assign(p=instance_pu(df))
-    cols = [c for c in ("size",) if c in d.columns]
-    return (d.groupby(["model", "task", "N", "seed", *cols], as_index=False)
-            .agg(value=("p", "mean"), n=("n", "sum"), c=("c", "sum"), instances=("p", "size")))
-
-
-def task_observations(train: pd.DataFrame) -> pd.DataFrame:
-    """Per-model observations of one task (analysis.forecast.observe)."""
-    from analysis.forecast import observe
-
-    return observe(train.assign(x=train["N"].astype(float))[["model", "x", "instance", "n", "c", "pu"]])
-
-
-def fit_and_predict(train: pd.DataFrame, n_target: float, budget: float | None = None):
-    """(forecast, prediction row) for one task, from the forecasting core
-    (analysis.forecast.fit_forecast: the law, a local line and a constant
-    weighted by their forward-chaining record, the interval calibrated on the
-    ladder with the prior measured on real ladders).  The interval is for
-    one new model with ``budget`` samples (default: what the largest trained
-    models drew)."""
-    from analysis.forecast import fit_forecast
-
-    obs = task_observations(train)
-    fit = fit_forecast(obs, x_name="N")
-    if budget is None:
-        top = obs[np.isclose(obs["x"], obs["x"].max())]
-        budget = float(top["budget"].mean())
-    pframe = fit.predict([n_target], budget=budget)
-    pred = pframe.iloc[0]
-    warn = fit.warnings_for([n_target], budget=budget, pred=pframe)[0]
-    return fit, {"N": float(n_target), "pu": float(pred["predicted"]), "lower": float(pred["lower"]),
-                 "upper": float(pred["upper"]), "budget": budget, "verdict": fit.verdict.label,
-                 "warnings": warn}
 
 
 def prediction_stage(out: Path, df: pd.DataFrame, cfg: LabConfig, largest: Size) -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..adaptive import write_text_atomic
+from ..conventions.files import write_text_atomic
 
 
 def _fmt(x, spec=".4g") -> str:
@@ -95,7 +95,7 @@ def write_report(out: Path, cfg, df: pd.DataFrame, models: pd.DataFrame, predict
                  seeds: dict, finetune=None) -> Path:
     from analysis.forecast.plot import plot_backtest
 
-    from .pipeline import task_counts, task_observations
+    from .forecast import task_counts, task_observations
 
     out = Path(out)
     n_largest = float(outcome["N_largest"])
@@ -177,7 +177,7 @@ def write_report(out: Path, cfg, df: pd.DataFrame, models: pd.DataFrame, predict
         train = d[~np.isclose(d["N"], n_largest)]
         r = outcome["tasks"][task]
         try:
-            from .pipeline import fit_and_predict
+            from .forecast import fit_and_predict
 
             fit, _ = fit_and_predict(train, n_largest)
         except ValueError as exc:

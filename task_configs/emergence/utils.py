@@ -1,11 +1,11 @@
 """Functions the emergence task configs name with ``!function utils.X``.
 
-The prompt formats and data loading live in ``lm_eval_ext.emergence_data``,
-shared with the finetuning data builder (``lm_eval_ext.finetune``), so that
+The prompt formats and data loading live in ``lm_eval_ext.tasks.emergence``,
+shared with the finetuning data builder (``lm_eval_ext.finetune.train``), so that
 finetuned and few-shot evaluation see identical prompts.
 """
 
-from lm_eval_ext.emergence_data import (FORMATS, custom_dataset, loss_dataset, loss_process_results,
+from lm_eval_ext.tasks.emergence import (FORMATS, custom_dataset, loss_dataset, loss_process_results,
                                         matthews_corrcoef, nll_per_unit)
 
 

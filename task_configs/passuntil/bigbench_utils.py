@@ -5,4 +5,4 @@ lm_eval_ext's metrics, aggregations and filters with lm-eval.
 """
 
 import lm_eval_ext.registration  # noqa: F401  (registers passuntil_exact_match, pu, pass_at_k, ...)
-from lm_eval_ext.bigbench import custom_dataset as bigbench_dataset  # noqa: F401
+from lm_eval_ext.tasks.bigbench import custom_dataset as bigbench_dataset  # noqa: F401
