@@ -157,7 +157,7 @@ def write_report(out: Path, cfg, df: pd.DataFrame, models: pd.DataFrame, predict
     lines += ["", "PU here is the task PU of Hu et al. 2023: the mean over test instances of the pass rate, "
               "averaged over the seeds of a size. Each instance's pass rate is the one the engine reported: "
               "with the adaptive sampler, its unbiased estimate from every sample drawn (c/n would overstate it "
-              "under sample-until-r-passes; see the README's \"One PU\"); with a fixed budget, c/n. "
+              "under sample-until-r-passes; see docs/passuntil.md, \"One PU\"); with a fixed budget, c/n. "
               "`python -m analysis scaling` and `seeds` on `eval/` give the same numbers. The prediction comes from the forecasting core "
               "(`analysis.forecast.fit_forecast`): the law PU(N) = exp(-c N^-alpha), a local line through the "
               "upper half of the ladder and a constant, fitted to every model (each seed its own model), weighted "
