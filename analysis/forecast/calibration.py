@@ -46,7 +46,7 @@ PRIOR = {
     # what the same ladders gave with a stronger pull of tau toward zero, and
     # is kept because the prior stands in for ladders unlike these: at 0.068
     # the simulated ladder whose slope halves just beyond the training range
-    # (tests/test_forecast_sim.py) was covered 0.865 of the time, at 0.126 >= 0.9.
+    # (tests/analysis/forecast/test_forecast_sim.py) was covered 0.865 of the time, at 0.126 >= 0.9.
     "kappa0": {"law": 0.154, "quadratic": 0.079, "local": 0.129, "flat": 0.387, "mixture": 0.126},
     "nu0": 4.0,
     "source": "bench/forecast_coverage.py --measure-prior (2026-11-29): Pythia deduped 0-shot, 5-shot "

@@ -243,7 +243,7 @@ def _t_ci(x: np.ndarray, level: float, bounds: Optional[tuple[float, float]] = N
 
     Used for the two means instead of a bootstrap interval: with the few
     seeds typical here the percentile bootstrap is too short (it behaves
-    like mean +- z sd/sqrt(n) with the biased sd; in tests/test_seeds.py it
+    like mean +- z sd/sqrt(n) with the biased sd; in tests/analysis/seeds/test_seeds.py it
     covered the mean of successful runs 84% of the time at a nominal 95%)
     and the bootstrap-t is unstable (resamples drawn from one mode of a
     bimodal size have a tiny se*, giving intervals far outside the data).

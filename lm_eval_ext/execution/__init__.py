@@ -1,4 +1,4 @@
-"""Sandboxed execution of model-written code (see sandbox.py and launcher.py)."""
+"""Sandboxed execution of model-written code (see sandbox.py, launcher.py and zygote.py)."""
 
 from .checker import VerdictCache, check_completions, check_samples
 from .sandbox import Isolation, Limits, SandboxUnavailable, Verdict, isolation, run_program

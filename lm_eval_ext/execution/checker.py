@@ -9,7 +9,8 @@ most are duplicates. A completion is executed once per (problem, completion,
 limits) and its verdict reused, within a run (in memory) and, when a cache file
 is given, across runs: an interrupted evaluation resumes without re-executing
 what it already checked. Distinct programs run in parallel, one sandbox per
-core by default.
+core by default, each a fresh fork of one of the checker's zygotes (one per
+worker thread, started once: see :mod:`.zygote`).
 """
 
 from __future__ import annotations

@@ -4,6 +4,20 @@ Run as ``python -I -S launcher.py`` by :mod:`lm_eval_ext.execution.sandbox`,
 inside whatever OS isolation the machine allows (namespaces via ``unshare``).
 It reads one job (JSON) on stdin and writes one verdict (JSON) on the descriptor the job names.
 
+Or run once as ``python -I -S launcher.py --zygote`` (same ``unshare``, same
+environment; see :mod:`lm_eval_ext.execution.zygote` for the harness's
+side): a *zygote* that imports the modules the tests need, builds the
+Landlock read rules and the seccomp program once, and for each job forks a
+supervisor into fresh namespaces (pid, mount with its own /proc and tmpfs,
+user, IPC, UTS; the network namespace, with no interface up, is the
+zygote's, held by one program at a time, where the seccomp filter refuses
+every socket), which then runs the job exactly as below (:func:`zygote`).
+The zygote never reads a job's frames and never runs a program; its
+children are confined per program: the worker enforces the zygote's read
+layer plus a Landlock layer of its own (writes to its own tmpfs only,
+signals scoped to its own domain), and its own rlimits, seccomp, audit hook
+and thread cap.
+
 Why two processes. A program that runs in the same process as its tests can
 forge any verdict: exit with status 0 before the tests, patch the checker, or
 return an object whose ``__eq__`` is always true. So the model's code runs in a
@@ -49,7 +63,10 @@ layers) are bounded only by RLIMIT_AS; without Landlock, reads and writes are
 refused only by the audit hook.
 
 The tests reach the supervisor as a second frame on stdin, read only after
-the worker has been forked, so the worker's memory never holds them.
+the worker has been forked, so the worker's memory never holds them (nor,
+in the zygote mode, the zygote's: it only passes the pipe on). ``random``'s
+generator is reseeded in every forked process, so a worker cannot predict
+the arguments its supervisor's tests draw.
 
 This file must stay importable with ``-I -S`` (stdlib only, no package
 imports) because it is executed as a standalone script (compiled once per
@@ -292,20 +309,8 @@ def landlock_abi():
         return 0
 
 
-def apply_landlock(read_paths, write_paths):
-    """Confine this process (and its future children) to the given paths.
-
-    ``read_paths`` are ``(path, is_dir)`` pairs (the harness lists a few
-    hundred, and knows once per process which are directories); a plain path
-    is looked up here. Returns a short description of what was enforced, or
-    raises OSError.
-    """
-    import ctypes
-
-    abi = landlock_abi()
-    if abi < 1:
-        raise OSError("Landlock is not available")
-    libc = _get_libc()
+def _landlock_handled(abi):
+    """What a ruleset of this ABI handles: (file system, TCP, scopes)."""
     handled_fs = _FS_ALL_ABI1
     if abi >= 2:
         handled_fs |= _FS_REFER
@@ -315,27 +320,54 @@ def apply_landlock(read_paths, write_paths):
         handled_fs |= _FS_IOCTL_DEV
     handled_net = (_NET_BIND_TCP | _NET_CONNECT_TCP) if abi >= 4 else 0
     scoped = (_SCOPE_ABSTRACT_UNIX_SOCKET | _SCOPE_SIGNAL) if abi >= 6 else 0
+    return handled_fs, handled_net, scoped
 
-    class RulesetAttr(ctypes.Structure):
-        _fields_ = [("fs", ctypes.c_uint64), ("net", ctypes.c_uint64), ("scoped", ctypes.c_uint64)]
 
-    class PathBeneath(ctypes.Structure):
-        _pack_ = 1
-        _fields_ = [("allowed", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+_STRUCTS = []
 
+
+def _landlock_structs():
+    """The ctypes structures of the Landlock calls, made once per process
+    (a class is a fraction of a millisecond: the zygote makes them for its
+    children)."""
+    if not _STRUCTS:
+        import ctypes
+
+        class RulesetAttr(ctypes.Structure):
+            _fields_ = [("fs", ctypes.c_uint64), ("net", ctypes.c_uint64), ("scoped", ctypes.c_uint64)]
+
+        class PathBeneath(ctypes.Structure):
+            _pack_ = 1
+            _fields_ = [("allowed", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+        _STRUCTS[:] = [RulesetAttr, PathBeneath]
+    return _STRUCTS
+
+
+def landlock_ruleset(rules, handled_fs, handled_net=0, scoped=0):
+    """A Landlock ruleset (a descriptor; not applied) handling the given
+    rights, with ``rules``: ``(paths, access)`` pairs, ``paths`` being
+    ``(path, is_dir)`` pairs or plain paths (looked up here). A listed path
+    that does not exist grants nothing. Raises OSError."""
+    import ctypes
+
+    abi = landlock_abi()
+    if abi < 1:
+        raise OSError("Landlock is not available")
+    libc = _get_libc()
+    RulesetAttr, PathBeneath = _landlock_structs()
     attr = RulesetAttr(handled_fs, handled_net, scoped)
     size = 8 if abi < 4 else (16 if abi < 6 else 24)
     libc.syscall.restype = ctypes.c_long
     ruleset = libc.syscall(_SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
     if ruleset < 0:
         raise OSError(ctypes.get_errno(), "landlock_create_ruleset failed")
-    read_access = _FS_EXECUTE | _FS_READ_FILE | _FS_READ_DIR
     # Directory-only rights are invalid on a file.
     file_only = _FS_EXECUTE | _FS_WRITE_FILE | _FS_READ_FILE | _FS_TRUNCATE | _FS_IOCTL_DEV
     rule = PathBeneath(0, -1)
     rule_ref, syscall = ctypes.byref(rule), libc.syscall
     try:
-        for paths, access in ((read_paths, read_access), (write_paths, handled_fs)):
+        for paths, access in rules:
             for entry in paths:
                 path, is_dir = (entry, None) if isinstance(entry, str) else entry
                 try:
@@ -347,20 +379,91 @@ def apply_landlock(read_paths, write_paths):
                         is_dir = os.path.isdir(path)
                     rule.allowed = (access if is_dir else access & file_only) & handled_fs
                     rule.parent_fd = fd
-                    if syscall(_SYS_LANDLOCK_ADD_RULE, ruleset, 1, rule_ref, 0) != 0:
+                    if rule.allowed and syscall(_SYS_LANDLOCK_ADD_RULE, ruleset, 1, rule_ref, 0) != 0:
                         raise OSError(ctypes.get_errno(), "landlock_add_rule(%s) failed" % path)
                 finally:
                     os.close(fd)
-        if libc.syscall(_SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0) != 0:
-            raise OSError(ctypes.get_errno(), "landlock_restrict_self failed")
-    finally:
+    except BaseException:
         os.close(ruleset)
+        raise
+    return ruleset
+
+
+def landlock_restrict(ruleset):
+    """Enforce a ruleset on this process and its future children (a new
+    Landlock layer on top of any it already has). Needs no-new-privs."""
+    import ctypes
+
+    libc = _get_libc()
+    libc.syscall.restype = ctypes.c_long
+    if libc.syscall(_SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0) != 0:
+        raise OSError(ctypes.get_errno(), "landlock_restrict_self failed")
+
+
+def _landlock_description(abi):
+    _, handled_net, scoped = _landlock_handled(abi)
     parts = ["fs"]
     if handled_net:
         parts.append("tcp")
     if scoped:
         parts.append("signals")
     return "landlock(abi %d: %s)" % (abi, ",".join(parts))
+
+
+_FS_READ_RIGHTS = _FS_EXECUTE | _FS_READ_FILE | _FS_READ_DIR
+
+
+def apply_landlock(read_paths, write_paths):
+    """Confine this process (and its future children) to the given paths.
+
+    ``read_paths`` are ``(path, is_dir)`` pairs (the harness lists a few
+    hundred, and knows once per process which are directories); a plain path
+    is looked up here. Returns a short description of what was enforced, or
+    raises OSError.
+    """
+    abi = landlock_abi()
+    handled_fs, handled_net, scoped = _landlock_handled(abi)
+    ruleset = landlock_ruleset(((read_paths, _FS_READ_RIGHTS), (write_paths, handled_fs)),
+                               handled_fs, handled_net, scoped)
+    try:
+        landlock_restrict(ruleset)
+    finally:
+        os.close(ruleset)
+    return _landlock_description(abi)
+
+
+def zygote_read_ruleset(read_paths, root):
+    """The zygote's half of a worker's Landlock confinement, built once per
+    zygote (a few hundred rules) and enforced by each worker: it handles the
+    read rights (and TCP) only, and grants them on ``read_paths``, /dev/null
+    and ``root``, the zygote's directory. ``root`` holds one empty directory,
+    over which each program mounts its own tmpfs in its own mount namespace
+    (a rule on a mount point's parent covers the file system mounted there;
+    one on the hidden mount point itself would not)."""
+    abi = landlock_abi()
+    _, handled_net, _ = _landlock_handled(abi)
+    return landlock_ruleset(((read_paths, _FS_READ_RIGHTS), ([(root, True), (os.devnull, False)], _FS_READ_RIGHTS)),
+                            _FS_READ_RIGHTS, handled_net, 0)
+
+
+def apply_zygote_landlock(read_ruleset, write_paths):
+    """Enforce the zygote's read layer, then a layer of this program's own
+    that handles every other right (writes, removals, creations, renames,
+    truncation, device ioctls) and grants them on ``write_paths`` only (its
+    tmpfs and /dev/null), and scopes signals and abstract sockets to its
+    domain. Together: what :func:`apply_landlock` enforces for
+    ``(read_paths, write_paths)``, with the zygote's directory readable (it
+    holds nothing but the mount point of this program's tmpfs)."""
+    abi = landlock_abi()
+    handled_fs, _, scoped = _landlock_handled(abi)
+    landlock_restrict(read_ruleset)
+    writes = handled_fs & ~_FS_READ_RIGHTS
+    ruleset = landlock_ruleset(((write_paths, writes),), writes, 0, scoped)
+    try:
+        landlock_restrict(ruleset)
+    finally:
+        os.close(ruleset)
+    return _landlock_description(abi)
 
 
 def drop_capabilities():
@@ -486,10 +589,15 @@ _CLONE_THREAD = 0x10000
 _EPERM, _ENOSYS = 1, 38
 
 
-def apply_seccomp():
-    """Install the worker's syscall filter (needs no-new-privs). Returns a description."""
+_SECCOMP = []  # the filter, built once (by the zygote before it forks, see seccomp_filter)
+
+
+def seccomp_filter():
+    """The worker's syscall filter as a ctypes ``sock_fprog``, built once per process."""
     import ctypes
 
+    if _SECCOMP:
+        return _SECCOMP[0]
     machine = os.uname().machine
     if machine not in _AUDIT_ARCH:
         raise OSError("no seccomp syscall table for %s" % machine)
@@ -519,6 +627,15 @@ def apply_seccomp():
 
     insns = (Insn * len(prog))(*[Insn(*i) for i in prog])
     fprog = Prog(len(prog), insns)
+    _SECCOMP.append((fprog, insns))  # the program points into insns: keep both alive
+    return _SECCOMP[0]
+
+
+def apply_seccomp():
+    """Install the worker's syscall filter (needs no-new-privs). Returns a description."""
+    import ctypes
+
+    fprog, _ = seccomp_filter()
     libc = _get_libc()
     # prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog)
     if libc.prctl(22, ctypes.c_ulong(2), ctypes.byref(fprog), 0, 0) != 0:
@@ -574,6 +691,11 @@ def cap_python_threads(max_threads):
     return True
 
 
+def _readable(read_paths):
+    """The audit hook's readable trees: ``read_paths`` and /dev/null."""
+    return frozenset([os.devnull] + [p if isinstance(p, str) else p[0] for p in read_paths])
+
+
 def install_audit_hook(root, read_paths=()):
     """Refuse, at the Python level, what the model's code has no business doing:
     besides the blocked events, writes outside ``root``, and reads outside
@@ -581,7 +703,9 @@ def install_audit_hook(root, read_paths=()):
     and the only one where the kernel has no Landlock)."""
     root = os.path.realpath(root)
     realpath, fspath, startswith = os.path.realpath, os.fspath, str.startswith
-    readable = frozenset([root, os.devnull] + [p if isinstance(p, str) else p[0] for p in read_paths])
+    if not isinstance(read_paths, frozenset):  # a frozenset: _readable(read_paths), made beforehand
+        read_paths = _readable(read_paths)
+    readable = read_paths | {root}
 
     def inside(path):
         try:
@@ -622,14 +746,17 @@ def install_audit_hook(root, read_paths=()):
 
 
 # ------------------------------------------------------------------- worker
-def _worker(job, call_r, reply_w, report):
-    """Load the model's program and answer calls to the entry point. Never returns."""
+def _worker(job, call_r, reply_w, report, zyg=None):
+    """Load the model's program and answer calls to the entry point. Never
+    returns. ``zyg``: what the zygote prepared (see :func:`zygote`), or None."""
+    ruleset = zyg.get("ruleset") if zyg else None
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    # Close everything else, the verdict channel above all.
+    # Close everything else, the verdict channel above all (the zygote's
+    # Landlock ruleset, a descriptor, is closed as soon as it is enforced).
     low = 3
-    for fd in sorted((call_r, reply_w)):
+    for fd in sorted({call_r, reply_w} | ({ruleset} if ruleset is not None else set())):
         os.closerange(low, fd)
         low = fd + 1
     os.closerange(low, 1 << 16)
@@ -639,19 +766,27 @@ def _worker(job, call_r, reply_w, report):
         limits = job["limits"]
         set_limits(limits)
         applied.append("rlimits")
-        if _outer_uid() != 0:
+        if (zyg["outer_uid"] if zyg else _outer_uid()) != 0:
             applied.append("nproc(%d)" % (int(limits["processes"]) + int(limits["threads"]) + 3))
         _prctl(_PR_SET_NO_NEW_PRIVS, 1)
         if drop_capabilities():
             applied.append("no-capabilities")
         cwd = os.getcwd()
-        # One rule a line, "d" (directory) or "f" first: see sandbox._packed_read_paths.
-        read_paths = [(line[1:], line[0] == "d") for line in job["read_paths"].split("\n") if line]
+        if zyg:
+            read_paths = zyg["read_paths"]
+        else:
+            # One rule a line, "d" (directory) or "f" first: see sandbox._packed_read_paths.
+            read_paths = [(line[1:], line[0] == "d") for line in job["read_paths"].split("\n") if line]
         if job.get("landlock", True) and landlock_abi() > 0:
-            applied.append(apply_landlock(read_paths, [cwd, os.devnull]))
+            if ruleset is not None:
+                applied.append(apply_zygote_landlock(ruleset, [cwd, os.devnull]))
+            else:
+                applied.append(apply_landlock(read_paths, [cwd, os.devnull]))
+        if ruleset is not None:
+            os.close(ruleset)  # before any of the program's code runs
         if os.uname().machine in _AUDIT_ARCH:
             applied.append(apply_seccomp())
-        install_audit_hook(cwd, read_paths)
+        install_audit_hook(cwd, zyg["readable"] if zyg else read_paths)
         applied.append("audit-hook")
         if cap_python_threads(int(limits["threads"])):
             applied.append("threads(%d)" % int(limits["threads"]))
@@ -692,6 +827,18 @@ def _worker(job, call_r, reply_w, report):
                 write_msg(reply_w, {"raise": ["TypeError", str(exc)]})
         except BaseException:
             os._exit(0)
+
+
+def _reseed():
+    """Fresh state for ``random`` where it is loaded: a zygote's children all
+    inherit its generator, and a worker must not be able to predict the
+    random arguments its supervisor's tests draw."""
+    r = sys.modules.get("random")
+    if r is not None:
+        try:
+            r.seed()
+        except Exception:
+            pass
 
 
 def _outer_uid():
@@ -806,10 +953,11 @@ def _kill_descendants():
         time.sleep(0.001)
 
 
-def supervise(job, stdin_fd):
+def supervise(job, stdin_fd, zyg=None):
     """Run one job. ``job`` holds what the worker needs; the tests (and the
     verdict descriptor) are read from ``stdin_fd`` only after the worker has
-    been forked, so its memory never held them."""
+    been forked, so its memory never held them. ``zyg``: run as a zygote's
+    child (see :func:`zygote`), else None."""
     start = time.monotonic()
     deadline = start + float(job["limits"]["timeout"])
     import builtins as _b
@@ -821,7 +969,16 @@ def supervise(job, stdin_fd):
             _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     except OSError:
         pass
-    applied = _private_workdir(job["limits"]) if os.getpid() == 1 else []
+    if zyg is not None:  # a zygote's child has made its working directory (see _zygote_supervisor)
+        applied = list(zyg["applied"])
+        if not any(a.startswith("tmpfs(") for a in applied):
+            # Without its own tmpfs a zygote's child would work in the
+            # directory all its siblings share: refuse, and the harness runs
+            # the program the per-program way.
+            _write_msg(zyg["verdict_fd"], {"status": "zygote_error", "detail": "no private tmpfs"})
+            return
+    else:
+        applied = _private_workdir(job["limits"]) if os.getpid() == 1 else []
     # Packages the harness allows solutions to import (usually none). The
     # standard library's import caches were filled when this script started:
     # the worker may read the stdlib's entries but not list its directory.
@@ -832,9 +989,10 @@ def supervise(job, stdin_fd):
     pid = os.fork()
     if pid == 0:
         try:
-            _worker(job, call_r, reply_w, report)
+            _worker(job, call_r, reply_w, report, zyg)
         finally:
             os._exit(1)
+    _reseed()  # after the fork: the worker cannot know the generator the tests draw from
     os.close(call_r)
     os.close(reply_w)
     os.set_blocking(call_w, False)  # calls are written against the deadline
@@ -909,7 +1067,232 @@ def _run_tests(job, call_w, reply_r, deadline, builtins_ns):
         raise faults[0]
 
 
+# ------------------------------------------------------------------- zygote
+# A zygote is this script started once per checker thread inside the same
+# namespaces as a per-program launch (``unshare``), with the standard library
+# modules the tests need already imported and the Landlock read rules already
+# built. It never runs a program: for each one it forks the supervisor, pid 1
+# of a fresh pid namespace, which enters fresh mount, user, IPC and UTS
+# namespaces, mounts its own /proc and tmpfs, and then runs :func:`supervise`
+# as a per-program launcher does.
+#
+# Where the seccomp filter exists (x86-64, arm64), the network namespace is
+# the zygote's, as fresh as a per-program one (no interface up: no network
+# at all), and held by one program at a time: the zygote starts a program
+# only once the previous one's pid namespace is empty. A program can leave
+# nothing in it for the next: it has no capability over it (its user
+# namespace does not own it; the worker drops every capability anyway), so
+# no interface, route or setting changes, and it cannot create a socket at
+# all (the filter refuses socket and socketpair; a worker without its filter
+# never runs). Unlike SysV IPC objects, which outlive their creator: hence a
+# fresh IPC namespace per program. A network namespace per program would
+# cost more than a millisecond of CPU each (creation, and the kernel's
+# deferred clean-up) for no isolation a program could tell apart. Elsewhere
+# each program gets its own, as in a per-program launch.
+_CLONE_NEWNS, _CLONE_NEWUTS, _CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
+_CLONE_NEWUSER, _CLONE_NEWPID, _CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
+_MS_REC, _MS_PRIVATE = 0x4000, 1 << 18
+# A supervisor's descriptors: 0 the job (the harness writes the frames), 1
+# /dev/null, 2 the harness's diagnostics file, then these.
+ZYGOTE_VERDICT_FD = 3
+_ZYGOTE_RULESET_FD = 4
+ZYGOTE_WORKDIR = "w"  # in the zygote's directory: each program mounts its tmpfs here
+
+# Run once by the zygote (trusted code), so that its children find the
+# interpreter's lazily built state already built rather than each building
+# (and copying) its own: the compiler's AST types alone are a millisecond.
+_WARM_UP = '''
+def f(a, b=1, *args, **kw):
+    """Doc."""
+    x = [i * 2 for i in range(3) if i] + list(args)
+    y = {k: v for k, v in kw.items()}
+    try:
+        assert a == b, "%s != %s" % (a, b)
+    except AssertionError as exc:
+        z = str(exc)
+    return abs(a - b) < 1e-6, sorted(x), len(y), (lambda t: t)(1), f"{a!r}"
+def check(candidate):
+    assert candidate(1, 1)[0]
+    assert not candidate(1.0, 2.5, 3, k=4)[0]
+check(f)
+'''
+
+
+def zygote(ctl_fd=0):
+    """Serve the harness on ``ctl_fd`` (a SOCK_SEQPACKET socket), one program
+    at a time. Messages: a configuration frame first (``read_paths``,
+    ``sys_path``, ``preload``, ``landlock``), answered with ``ready``; then
+    ``run`` with three descriptors (the job's read end, the verdict's write
+    end, the diagnostics file), answered ``S <pid>`` (the supervisor started)
+    or ``E <why>``; then ``end``, answered ``ended`` once that supervisor,
+    and with it its pid namespace, is gone. End of file: exit, which (pid 1
+    of the zygote's namespace) kills whatever is left."""
+    import gc
+    import socket
+
+    sock = socket.socket(fileno=ctl_fd)
+    try:
+        cfg = decode(sock.recv(1 << 22))
+        _prctl(_PR_SET_DUMPABLE, 0)
+        __import__("fcntl")  # the children's (see _zygote_supervisor): imported once, here
+        for name in cfg.get("preload", ()):
+            try:
+                __import__(name)
+            except Exception:
+                pass
+        sys.path.extend(p for p in cfg.get("sys_path", ()) if isinstance(p, str))
+        read_paths = [(line[1:], line[0] == "d") for line in cfg["read_paths"].split("\n") if line]
+        ruleset, note = None, ""
+        if cfg.get("landlock", True) and landlock_abi() > 0:
+            try:
+                ruleset = zygote_read_ruleset(read_paths, os.getcwd())
+            except OSError as exc:
+                note = "no prebuilt Landlock rules: %s" % exc
+        if os.uname().machine in _AUDIT_ARCH:
+            seccomp_filter()
+        pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        zyg = {"ruleset": ruleset, "read_paths": read_paths, "readable": _readable(read_paths),
+               "outer_uid": _outer_uid(), "verdict_fd": ZYGOTE_VERDICT_FD, "pidns": pidns}
+        import ctypes
+
+        libc = _get_libc()
+        libc.unshare, libc.setns, libc.mount, libc.prctl, libc.syscall  # looked up once, here
+        for _ in range(2):
+            exec(compile(_WARM_UP, "<warm-up>", "exec"), {"__name__": "__warm_up__"})
+        _landlock_structs()
+        ctypes.c_uint32 * 2, ctypes.c_uint32 * 6  # drop_capabilities' array types: cached from now on
+        gc.collect()
+        gc.freeze()  # the children's collections leave the zygote's objects (and pages) alone
+        sock.send(encode({"ready": True, "pid": os.getpid(), "landlock": ruleset is not None, "note": note}))
+    except Exception as exc:
+        try:
+            sock.send(encode({"ready": False, "note": "%s: %s" % (type(exc).__name__, exc)}))
+        finally:
+            os._exit(1)
+    current = None  # the supervisor of the program in flight
+    while True:
+        try:
+            data, fds, _, _ = socket.recv_fds(sock, 64, 4)
+        except InterruptedError:
+            continue
+        except OSError:
+            os._exit(0)
+        if not data:
+            os._exit(0)  # the harness is gone
+        if current is not None:  # "end", or a "run" that was never ended
+            _end_child(current)
+            current = None
+        if data == b"run" and len(fds) == 3:
+            reply, current = _zygote_fork(sock, fds, zyg)
+        else:
+            for fd in fds:
+                os.close(fd)
+            reply = b"ended" if data == b"end" else b"E bad request"
+        try:
+            sock.send(reply)
+        except OSError:
+            os._exit(0)
+
+
+def _end_child(pid):
+    """Kill a supervisor (pid 1 of its namespace: the kernel kills everything
+    in it) and reap it; its namespace is empty once waitpid returns."""
+    try:
+        os.kill(pid, 9)
+    except OSError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _zygote_fork(sock, fds, zyg):
+    """Fork the supervisor into a fresh pid namespace. Returns (reply, its pid or None)."""
+    import ctypes
+
+    libc = _get_libc()
+    try:
+        if libc.unshare(ctypes.c_int(_CLONE_NEWPID)) != 0:
+            return b"E unshare: %s" % os.strerror(ctypes.get_errno()).encode(), None
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            return b"E fork: %s" % str(exc).encode(), None
+        finally:
+            # Our own children's namespace again (the next program gets a new one).
+            libc.setns(zyg["pidns"], ctypes.c_int(_CLONE_NEWPID))
+        if pid == 0:
+            try:
+                _zygote_supervisor(sock, fds, zyg)
+            finally:
+                os._exit(1)
+        return b"S %d" % pid, pid
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _zygote_supervisor(sock, fds, zyg):
+    """pid 1 of a fresh pid namespace (trusted code until the worker is
+    forked): the job's descriptors in place, everything else closed, its own
+    mount namespace with its own /proc and tmpfs, then fresh user, IPC and
+    UTS namespaces (the network one is the zygote's where the seccomp filter
+    refuses sockets: see above), then the job as a per-program launcher runs
+    it."""
+    import ctypes
+    import fcntl
+
+    sock.detach()  # its descriptor is replaced below: the object must not close it later
+    ruleset = zyg["ruleset"]
+    try:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        moves = [(fds[0], 0), (devnull, 1), (fds[2], 2), (fds[1], ZYGOTE_VERDICT_FD)]
+        if ruleset is not None:
+            moves.append((ruleset, _ZYGOTE_RULESET_FD))
+        moves = [(fcntl.fcntl(src, fcntl.F_DUPFD, 64), dst) for src, dst in moves]  # out of the way first
+        for src, dst in moves:
+            os.dup2(src, dst)
+    except Exception as exc:  # the harness must hear of it: this is no program's doing
+        _write_msg(fds[1], {"status": "zygote_error", "detail": "descriptors: %s" % exc})
+        os._exit(1)
+    os.closerange(_ZYGOTE_RULESET_FD + (ruleset is not None), 1 << 16)  # the zygote's own, the copies
+    zyg = dict(zyg, ruleset=_ZYGOTE_RULESET_FD if ruleset is not None else None, pidns=None)
+    # The socket module is the zygote's: a program must import its own (the audit hook refuses it).
+    for name in ("socket", "_socket", "array", "selectors"):
+        sys.modules.pop(name, None)
+    try:
+        libc = _get_libc()
+        if libc.unshare(ctypes.c_int(_CLONE_NEWNS)) != 0:
+            raise OSError(ctypes.get_errno(), "unshare(mount)")
+        libc.mount(None, b"/", None, ctypes.c_ulong(_MS_REC | _MS_PRIVATE), None)
+        if libc.mount(b"proc", b"/proc", b"proc", ctypes.c_ulong(_MS_NOSUID | _MS_NODEV | _MS_NOEXEC), None) != 0:
+            raise OSError(ctypes.get_errno(), "mount /proc")
+        os.chdir(ZYGOTE_WORKDIR)
+        job = _read_msg(0, None)
+        applied = _private_workdir(job["limits"])  # needs the zygote's user namespace: before the next step
+        flags = _CLONE_NEWUSER | _CLONE_NEWIPC | _CLONE_NEWUTS
+        if os.uname().machine not in _AUDIT_ARCH:  # no seccomp filter: sockets are possible
+            flags |= _CLONE_NEWNET
+        if libc.unshare(ctypes.c_int(flags)) != 0:
+            raise OSError(ctypes.get_errno(), "unshare(user, ipc, uts)")
+        for name, data in (("setgroups", b"deny"), ("uid_map", b"0 0 1"), ("gid_map", b"0 0 1")):
+            fd = os.open("/proc/self/" + name, os.O_WRONLY)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+    except Exception as exc:
+        _write_msg(ZYGOTE_VERDICT_FD, {"status": "zygote_error", "detail": "%s: %s" % (type(exc).__name__, exc)})
+        os._exit(1)
+    supervise(job, 0, dict(zyg, applied=applied))
+    os._exit(0)
+
+
 def main():
+    if sys.argv[1:] == ["--zygote"]:
+        zygote(0)
+        os._exit(0)
     # Exact reads, no buffering: the tests' frame must still be in the pipe,
     # not in this process's memory, when the worker is forked.
     job = _read_msg(0, None)

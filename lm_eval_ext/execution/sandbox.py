@@ -6,6 +6,17 @@ allows (probed once per process, see :func:`isolation`), starts
 enforces the wall-clock limit, and always cleans up: the process group is
 killed, the temporary directory removed.
 
+In the namespaces tier a program does not pay for that start: it runs in a
+fresh fork of a *zygote* (:mod:`.zygote`), a launcher started in these
+namespaces and prepared once per checker thread, whose child enters fresh
+pid, mount, user, IPC and UTS namespaces (the network one, with no
+interface up, is the zygote's, held by one program at a time, where the
+seccomp filter refuses every socket) and is confined per program as a
+per-program launch is; the harness feeds it the same frames, reads the same
+verdict against the same deadline, and has its pid namespace killed at the
+end. Where no zygote can start (or ``LM_EVAL_EXT_ZYGOTE=off``), or one
+breaks mid-program, the program runs the per-program way described here.
+
 Isolation, strongest first:
 
 ``namespaces``
@@ -45,9 +56,7 @@ import functools
 import glob
 import logging
 import os
-import select
 import shutil
-import struct
 import subprocess
 import sys
 import sysconfig
@@ -56,7 +65,7 @@ import threading
 import time
 import warnings
 
-from . import launcher
+from . import launcher, zygote
 
 log = logging.getLogger(__name__)
 
@@ -328,39 +337,8 @@ def _spawn(job: dict, wrapper: list[str], limits: Limits) -> tuple[dict | None, 
         )
         os.close(verdict_w)
         verdict_w = -1
-        frames = b"".join(struct.pack(">I", len(f)) + f for f in (launcher.encode(job), launcher.encode(tests)))
-        pending = memoryview(frames)
-        stdin_fd = proc.stdin.fileno()
-        os.set_blocking(stdin_fd, False)
-        data = b""
-        while len(data) < 1 << 20:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            ready, writable, _ = select.select([verdict_r], [stdin_fd] if pending else [], [], remaining)
-            if writable:
-                try:
-                    pending = pending[os.write(stdin_fd, pending[:1 << 16]):]
-                except BlockingIOError:
-                    pass
-                except BrokenPipeError:
-                    pending = pending[:0]
-                if not pending:
-                    proc.stdin.close()
-            if not ready:
-                continue
-            chunk = os.read(verdict_r, 65536)
-            if not chunk:
-                break
-            data += chunk
-            if len(data) >= 4 and len(data) >= 4 + struct.unpack(">I", data[:4])[0]:
-                break  # a whole verdict: no need to wait for the teardown
-        if len(data) >= 4:
-            (n,) = struct.unpack(">I", data[:4])
-            try:
-                verdict = launcher.decode(data[4:4 + n])
-            except (ValueError, TypeError, UnicodeDecodeError):
-                verdict = None
+        verdict = zygote.exchange(proc.stdin.fileno(), proc.stdin.close, verdict_r, zygote.frames(job, tests),
+                                  deadline)
     finally:
         if proc is not None:
             _kill_group(proc)
@@ -521,6 +499,13 @@ def _parse_error(source: str) -> str | None:
     return None
 
 
+def _zygote_setup(wrapper: tuple[str, ...], packages: tuple[str, ...]) -> zygote.Setup:
+    """What a zygote of this kind is started with (it reads ``_GRACE`` now)."""
+    return zygote.Setup(wrapper=wrapper, packages=packages, launcher=_launcher(), cache_dir=_cache_dir(),
+                        env=_env(), read_paths=_packed_read_paths(packages), sys_path=_read_paths(packages)[1],
+                        grace=_GRACE, probe_limits=Limits(timeout=10.0))
+
+
 def run_program(prompt: str, completion: str, test: str, entry_point: str,
                 limits: Limits | None = None) -> Verdict:
     """Run ``prompt + completion`` in the sandbox and ``check(entry_point)`` from
@@ -541,10 +526,17 @@ def run_program(prompt: str, completion: str, test: str, entry_point: str,
     error = _parse_error(prompt + completion)
     if error is not None:
         return Verdict("failed", error, round(time.monotonic() - t0, 4))
-    isolation()
+    iso = isolation()
     job = {"prompt": prompt, "completion": completion, "test": test, "entry_point": entry_point}
     t0 = time.monotonic()
-    verdict, diag, left = _spawn(job, list(_WRAPPER), limits)
+    ran = None
+    if iso.namespaces and _WRAPPER and zygote.enabled():
+        # A fresh fork of a zygote, isolated as a per-program launch is (see zygote.py).
+        ran = zygote.run(job, limits, iso.applied, _zygote_setup(tuple(_WRAPPER), tuple(limits.packages)))
+    if ran is None:
+        t0 = time.monotonic()
+        ran = _spawn(job, list(_WRAPPER), limits)
+    verdict, diag, left = ran
     elapsed = round(time.monotonic() - t0, 4)
     if left is not None:
         # The program made its files impossible to remove (or something else
