@@ -141,14 +141,18 @@ def _execute(todo, limits, cache, workers, progress, total):
         problem, completion = todo[key]
         return key, run_program(problem["prompt"], completion, problem["test"], problem["entry_point"], limits)
 
+    pool = ThreadPoolExecutor(max_workers=workers)
     try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for fut in as_completed([pool.submit(one, k) for k in todo]):
-                key, verdict = fut.result()
-                cache.put(key, verdict)
-                if bar is not None:
-                    bar.update(1)
+        for fut in as_completed([pool.submit(one, k) for k in todo]):
+            key, verdict = fut.result()
+            cache.put(key, verdict)
+            if bar is not None:
+                bar.update(1)
     finally:
+        # On Ctrl-C (or any error) the queued programs are dropped, not run
+        # to the end with their verdicts thrown away: the running ones finish
+        # within their limits, and a rerun with the cache resumes from there.
+        pool.shutdown(wait=True, cancel_futures=True)
         if bar is not None:
             bar.close()
 
