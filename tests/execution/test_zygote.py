@@ -28,28 +28,9 @@ from lm_eval_ext.execution.sandbox import Limits, SandboxUnavailable, isolation,
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox is Linux-only")
 
-PROMPT = 'def add(a, b):\n    """Return a + b."""\n'
-# The candidate's return value is the assertion message: a failure says what it saw.
-TEST = "def check(candidate):\n    got = candidate(2, 3)\n    assert got == 5, got\n"
-CORRECT = "    return a + b\n"
-LIMITS = Limits(timeout=3.0, memory_mb=512)
-
-# Switch off the launcher's audit hook from inside, so that what is tested
-# is the kernel's isolation (see test_sandbox_round2.py).
-UNGUARD = '''
-import sys as _sys
-_L = _sys.modules["__main__"]
-_L._BLOCKED_EVENTS = ("-nothing-",)
-_L._BLOCKED_IMPORTS = frozenset()
-_L._WRITE_EVENTS = _L._LIST_EVENTS = frozenset()
-_L._may_read = lambda *args: True
-_L.isinstance = lambda *args: False
-'''
-
-
-def unguarded(code: str) -> str:
-    first, rest = code.split("\n", 1)
-    return first + "\n" + UNGUARD + rest
+# The programs and the switch that turns the launcher's audit hook off from
+# inside (so that what is tested is the kernel's isolation) are round 2's.
+from tests.execution.test_sandbox_round2 import CORRECT, LIMITS, PROMPT, TEST, unguarded  # noqa: E402
 
 
 @pytest.fixture(scope="module")
