@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _done = False
 
-MODELS = {"hf-shared-prefix": "lm_eval_ext.sampling.shared_prefix:SharedPrefixHFLM"}
+MODELS = {"hf-shared-prefix": "lm_eval_ext.sampling.shared_prefix:SharedPrefixHFLM",
+          # needs vLLM (a separate environment: bench/setup_vllm_env.sh); imported only when used
+          "vllm-passuntil": "lm_eval_ext.sampling.vllm_passuntil:VLLMPassUntil"}
 FILTERS = {"passuntil_execute": PassUntilExecuteFilter, "passuntil_exact_match": PassUntilExactMatchFilter}
 
 

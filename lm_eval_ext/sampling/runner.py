@@ -460,7 +460,15 @@ def _sample(run: _TaskRun, get_lm, facts: dict, *, gen_kwargs, tm, seed: int, ch
         (m,) = set(plan.values())
         ids = sorted(plan)  # lm-eval logs wrong doc_ids for unsorted samples=
         task_obj.set_config("repeats", m)
-        with _no_per_call_environment_report(), quiet_task_bars():
+        # -- vllm-passuntil (lm_eval_ext.sampling.vllm_passuntil) --------------------------------
+        # A backend with `passuntil_draw` draws sample i of document d from a seed of (run seed,
+        # task, d, i): tell it this call's documents and how many samples each already has.
+        # Other backends have no such method and see nothing of this.
+        per_sample = getattr(lm, "passuntil_draw", None)
+        per_sample = (per_sample(seed=seed, task=name, doc_ids=ids, offsets={d: state.instances[d].n for d in ids})
+                      if callable(per_sample) else contextlib.nullcontext())
+        # -----------------------------------------------------------------------------------------
+        with per_sample, _no_per_call_environment_report(), quiet_task_bars():
             res = lm_eval.simple_evaluate(
                 model=lm, tasks=[task_obj], samples={name: ids}, log_samples=True, bootstrap_iters=0,
                 gen_kwargs=gen_kwargs, task_manager=tm, random_seed=chunk_seed, numpy_random_seed=chunk_seed,
