@@ -106,7 +106,7 @@ from .results import (
 
 PathLike = str | Path
 
-__all__ = ["COLUMNS", "PRIMARY_METRICS", "TABLE_SUFFIXES", "FORMATS", "TableWarning", "is_table_file", "read_table",
+__all__ = ["COLUMNS", "PRIMARY_METRICS", "primary_metric", "TABLE_SUFFIXES", "FORMATS", "TableWarning", "is_table_file", "read_table",
            "load", "select_metric", "with_x", "instance_pu"]
 
 #: The documented columns, in the order :func:`load` puts them.
@@ -148,6 +148,11 @@ _KEY_SCORES = ["model", "task", "metric", "filter", "num_fewshot"]
 #: accuracy, or a PassUntil task's PU (its other metrics are counts and bounds).
 PRIMARY_METRICS = ("acc", "pu")
 _KEY_COUNTS = ["model", "task", "instance"]
+
+
+def primary_metric(available) -> str | None:
+    """The first of :data:`PRIMARY_METRICS` among ``available``, else None."""
+    return next((m for m in PRIMARY_METRICS if m in available), None)
 
 
 def instance_pu(df: pd.DataFrame) -> np.ndarray:
@@ -898,8 +903,8 @@ def select_metric(df: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
             if name not in have:
                 raise ValueError(f"task {task!r} has no metric {name!r}; its metrics: {have}")
             m = name
-        elif any(p in have for p in PRIMARY_METRICS):
-            m = next(p for p in PRIMARY_METRICS if p in have)
+        elif primary_metric(have):
+            m = primary_metric(have)
         elif len(have) == 1:
             m = have[0]
         else:

@@ -49,7 +49,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..ingest.tables import PRIMARY_METRICS
+from ..ingest.tables import primary_metric
 
 from ..ingest import TableWarning
 
@@ -63,8 +63,8 @@ def _pick(available: list[str], wanted: str | None, what: str, task: str) -> str
         return wanted
     if len(available) == 1:
         return available[0]
-    if what == "metric" and any(m in available for m in PRIMARY_METRICS):
-        return next(m for m in PRIMARY_METRICS if m in available)
+    if what == "metric" and primary_metric(available):
+        return primary_metric(available)
     raise ValueError(f"task {task!r} has several {what}s {available}: choose one with --{what}")
 
 

@@ -14,6 +14,8 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from ..ingest.tables import instance_pu
+
 from lm_eval_ext.passuntil.stats import pu_fixed
 
 _REQUIRED = ("N", "instance", "n", "c")
@@ -88,8 +90,6 @@ def task_pu_by_size(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _by_size(d: pd.DataFrame) -> pd.DataFrame:
-    from ..ingest import instance_pu
-
     n = d["n"].to_numpy(float)
     c = d["c"].to_numpy(float)
     p = instance_pu(d)

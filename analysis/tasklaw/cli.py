@@ -36,14 +36,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..ingest.tables import instance_pu
+
 
 def _law_table(d: pd.DataFrame) -> pd.DataFrame:
     """The law fits' table (N, instance, n, c, pu, run) with N := x; each
     model keeps its own instances and is its own run, so several models of one
     size (seeds) are pooled, never merged, and their spread counts (see
     analysis.tasklaw.task_pu_by_size)."""
-    from ..ingest import instance_pu
-
     multi = d.groupby("x")["model"].nunique().max() > 1
     inst = d["model"].astype(str) + "/" + d["instance"].astype(str) if multi else d["instance"]
     return pd.DataFrame({"N": d["x"].to_numpy(float), "instance": inst.to_numpy(), "n": d["n"].to_numpy(),

@@ -53,6 +53,8 @@ from typing import Optional
 
 import numpy as np
 import pandas as pd
+
+from ..ingest.tables import instance_pu
 from scipy import stats
 from scipy.optimize import minimize
 from scipy.special import betaln, digamma, expit, gammaln, logit
@@ -727,8 +729,6 @@ def fit_beta_binomial_trend(df, alpha: float = 0.05, cov_type: str = "auto") -> 
                             {}, cov_type, len(sizes), n_inst,
                             converged=converged, alpha_ci=al, fits=fits)
     ta, tb = (v[0] for v in res._ab_at(sizes, theta_c))
-    from ..ingest import instance_pu
-
     pu = d.assign(p=instance_pu(d)).groupby("N")["p"].mean().to_numpy()
     res.per_size = pd.DataFrame({
         "N": sizes,

@@ -275,11 +275,11 @@ class AdaptiveState:
     def task_estimate(self) -> TaskEstimate:
         return task_pu(self.estimates().values())
 
-    def summary(self, ks: Iterable[int] = (1,)) -> dict:
+    def summary(self, ks: Iterable[int] = (1,), estimates: Mapping[int, InstanceEstimate] | None = None) -> dict:
         """Task-level numbers, the metrics of the task configs (lm_eval_ext.passuntil.metrics)."""
         from ..passuntil.metrics import upper_bound
 
-        est = self.task_estimate()
+        est = task_pu((estimates or self.estimates()).values())
         insts = self.instances.values()
         out = {"pu": est.mean, "pu_stderr": est.stderr if est.stderr is not None else "N/A",
                "pu_censored": est.n_censored / est.n_instances,

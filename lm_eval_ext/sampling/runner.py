@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
+import functools
 import hashlib
 import json
 import logging
@@ -256,6 +257,12 @@ class _TaskRun:
     @property
     def completions(self) -> Path:
         return self.state_path.parent / COMPLETIONS_FILE
+
+    @functools.cached_property
+    def estimates(self) -> dict:
+        """Each instance's PU, once the run has finished (the samples file and
+        the results both report them; path counting is not done twice)."""
+        return self.state.estimates()
 
 
 def run_adaptive(tasks: str | Sequence[str], model, model_args: str | None = None, *,
@@ -637,7 +644,7 @@ def _write_samples(path: Path, run: _TaskRun, ks: Sequence[int]) -> None:
     from lm_eval.utils import handle_non_serializable, sanitize_list
 
     state, task_obj = run.state, run.task_obj
-    estimates = state.estimates()
+    estimates = run.estimates
     first_args, texts = _read_completions(run, texts_too=True)
     docs = task_obj.eval_docs
     metric_names = ["pu", "pu_censored", "pu_upper", "n_samples", "n_passed"] + [f"pass@{k}" for k in ks]
@@ -647,7 +654,7 @@ def _write_samples(path: Path, run: _TaskRun, ks: Sequence[int]) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             for d in sorted(state.instances):
                 inst, e = state.instances[d], estimates[d]
-                K = inst.k_at(state.rule.r) if inst.stop == "r_passes" else None
+                K = e.K  # the sample of the r-th pass, when that stopped the instance
                 doc = docs[d]
                 target = task_obj.doc_to_target(doc)
                 args = first_args.get(d) or []
@@ -704,7 +711,7 @@ def _results(runs: list[_TaskRun], tracker, facts: dict, lm, ks: Sequence[int], 
     per_task: dict = {}
     for run in runs:
         name, task_obj, state = run.name, run.task_obj, run.state
-        summary = state.summary(ks)
+        summary = state.summary(ks, run.estimates)
         task_obj.set_config("repeats", run.repeats)
         res["results"][name] = {"alias": name, **{f"{k},{run.filter_name}": v for k, v in summary.items()}}
         res["group_subtasks"][name] = []
