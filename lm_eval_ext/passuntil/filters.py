@@ -30,13 +30,15 @@ class PassUntilExecuteFilter(Filter):
     ``prompt_field`` / ``test_field`` / ``entry_point_field`` the doc fields of
     a human-eval-format problem (default ``prompt``, ``test``, ``entry_point``),
     ``code_block`` (default false): the samples are chat answers, and what runs
-    after the prompt is :func:`chat_code` of each (its first fenced block).
+    after the prompt is :func:`chat_code` of each (its first fenced block),
+    ``progress`` (default true): a bar while checking, on a terminal only.
     """
 
     def __init__(self, timeout: float = 10.0, memory_mb: int = 2048, file_size_mb: int = 16,
                  workers: int | None = None, cache: str | None = None,
                  prompt_field: str = "prompt", test_field: str = "test",
-                 entry_point_field: str = "entry_point", code_block: bool = False, **kwargs) -> None:
+                 entry_point_field: str = "entry_point", code_block: bool = False, progress: bool = True,
+                 **kwargs) -> None:
         if kwargs:
             raise ValueError(f"passuntil_execute: unknown option(s) {sorted(kwargs)}")
         self.code_block = bool(code_block)
@@ -44,6 +46,7 @@ class PassUntilExecuteFilter(Filter):
         self.workers = workers
         self.cache_path = cache
         self.fields = (prompt_field, test_field, entry_point_field)
+        self.progress = "passuntil_execute" if progress else False
 
     def _problem(self, doc: dict, i: int) -> dict:
         missing = [f for f in self.fields if not isinstance(doc.get(f), str)]
@@ -63,7 +66,7 @@ class PassUntilExecuteFilter(Filter):
         cache = VerdictCache(self.cache_path)
         try:
             verdicts = check_completions(items, limits=self.limits, workers=self.workers,
-                                         cache=cache, progress="passuntil_execute")
+                                         cache=cache, progress=self.progress)
         finally:
             cache.close()
         broken = [v.detail for v in verdicts if v.status == "sandbox_error"]

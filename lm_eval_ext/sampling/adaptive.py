@@ -50,6 +50,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
 
 from ..conventions.files import write_json_atomic
 from ..passuntil.stats import DesignTooLarge, InstanceEstimate, TaskEstimate, estimate_instance, pass_at_k, task_pu
@@ -200,6 +201,9 @@ class AdaptiveState:
             raise ValueError("no instances to sample")
         self.round = 0
         self.chunks_done: list[int] = []  # chunk indices finished within the current round
+        # The current round's plan, fixed when the round starts: the chunks recorded so far
+        # change the counts plan() reads, so a round resumed half-way must not re-plan.
+        self.current_plan: dict[int, int] | None = None
         self.finished = False
         # Where the finished run's outputs are (file names relative to the
         # model's output directory), recorded before they are written: a rerun
@@ -225,6 +229,13 @@ class AdaptiveState:
         if self.rule.budget is not None:
             plan = self._fit_budget(plan)
         return plan
+
+    def round_plan(self) -> dict[int, int]:
+        """This round's plan: :meth:`plan` as it was when the round started
+        (kept in the state, so a resumed round draws exactly its lost chunks)."""
+        if self.current_plan is None:
+            self.current_plan = self.plan()
+        return dict(self.current_plan)
 
     def _fit_budget(self, plan: dict[int, int]) -> dict[int, int]:
         left = self.rule.budget - self.spent
@@ -262,6 +273,7 @@ class AdaptiveState:
                 inst.stop = self.rule.stop_reason(inst.n, inst.c)
         self.round += 1
         self.chunks_done = []
+        self.current_plan = None
         if not self.plan():
             for inst in self.instances.values():
                 if inst.stop is None:
@@ -312,6 +324,7 @@ class AdaptiveState:
     def to_json(self) -> dict:
         return {"version": STATE_VERSION, "rule": dataclasses.asdict(self.rule), "seed": self.seed,
                 "settings": self.settings, "info": self.info, "round": self.round, "chunks_done": self.chunks_done,
+                "plan": None if self.current_plan is None else {str(d): m for d, m in sorted(self.current_plan.items())},
                 "finished": self.finished, "outputs": self.outputs,
                 "instances": {str(d): dataclasses.asdict(i) for d, i in sorted(self.instances.items())}}
 
@@ -324,6 +337,8 @@ class AdaptiveState:
         self.info = dict(data.get("info", {}))
         self.round = int(data["round"])
         self.chunks_done = [int(c) for c in data.get("chunks_done", [])]
+        plan = data.get("plan")  # absent in states written before it was kept: re-planned (as then)
+        self.current_plan = None if plan is None else {int(d): int(m) for d, m in plan.items()}
         self.finished = bool(data.get("finished"))
         outputs = data.get("outputs")
         self.outputs = dict(outputs) if isinstance(outputs, Mapping) else None
@@ -341,7 +356,7 @@ class AdaptiveState:
                 raise ValueError(f"{path}: not a readable adaptive-sampling state ({exc})") from None
 
 
-Draw = Callable[[dict[int, int], int], Mapping[int, Iterable[bool]]]
+Draw = Callable[[dict[int, int], int], "Mapping[int, Iterable[bool]] | Future"]
 
 
 def run_schedule(state: AdaptiveState, draw: Draw, *, chunk_samples: int = 4096,
@@ -354,25 +369,57 @@ def run_schedule(state: AdaptiveState, draw: Draw, *, chunk_samples: int = 4096,
     ``chunk_samples`` samples (whole instances, in doc order); each chunk gets
     a seed derived from (run seed, round, chunk), and ``save`` is called after
     each chunk, so a resumed run redraws exactly the chunks that were lost.
+
+    ``draw`` may instead return a :class:`concurrent.futures.Future` of those
+    outcomes (the samples drawn, their scoring still running): the next chunk
+    of the round is then drawn while that one is scored, so a checker and a
+    generator overlap. Chunks are still recorded and saved one at a time in
+    chunk order, and a round ends only when all its chunks are scored (the
+    next round's plan depends on them), so the state, and everything derived
+    from it, is the same as without overlap. When drawing a chunk fails, the
+    chunk being scored is waited for and recorded first (nothing finished is
+    lost); on Ctrl-C it is recorded only if its scoring has already finished.
     """
+    def record(index: int, chunk: dict[int, int], drawn) -> None:
+        missing = [d for d in chunk if len(list(drawn.get(d, ()))) != chunk[d]]
+        if missing:
+            raise RuntimeError(f"the sampler returned the wrong number of outcomes for instances {missing[:5]}")
+        state.record(drawn)
+        state.chunks_done.append(index)
+        if save is not None:
+            save(state)
+        if on_progress is not None:
+            on_progress(state)
+
     while not state.finished:
-        plan = state.plan()
+        plan = state.round_plan()
         if not plan:
             state.end_round()
             continue
-        for index, chunk in enumerate(chunk_plan(plan, chunk_samples)):
-            if index in state.chunks_done:
-                continue
-            drawn = draw(chunk, derive_seed(state.seed, state.round, index))
-            missing = [d for d in chunk if len(list(drawn.get(d, ()))) != chunk[d]]
-            if missing:
-                raise RuntimeError(f"the sampler returned the wrong number of outcomes for instances {missing[:5]}")
-            state.record(drawn)
-            state.chunks_done.append(index)
-            if save is not None:
-                save(state)
-            if on_progress is not None:
-                on_progress(state)
+        scoring: tuple[int, dict[int, int], Future] | None = None  # at most one chunk is being scored
+        try:
+            for index, chunk in enumerate(chunk_plan(plan, chunk_samples)):
+                if index in state.chunks_done:
+                    continue
+                drawn = draw(chunk, derive_seed(state.seed, state.round, index))
+                if scoring is not None:
+                    (i, c, f), scoring = scoring, None
+                    record(i, c, f.result())
+                if isinstance(drawn, Future):
+                    scoring = (index, chunk, drawn)
+                else:
+                    record(index, chunk, drawn)
+            if scoring is not None:
+                (i, c, f), scoring = scoring, None
+                record(i, c, f.result())
+        except Exception:
+            if scoring is not None:  # the failure is the next chunk's: keep what was scored
+                record(scoring[0], scoring[1], scoring[2].result())
+            raise
+        except BaseException:
+            if scoring is not None and scoring[2].done() and scoring[2].exception() is None:
+                record(scoring[0], scoring[1], scoring[2].result())
+            raise
         state.end_round()
         if save is not None:
             save(state)

@@ -48,8 +48,10 @@ import random
 import re
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 
 from ..conventions.files import write_text_atomic
@@ -273,7 +275,8 @@ def run_adaptive(tasks: str | Sequence[str], model, model_args: str | None = Non
                  confirm_run_unsafe_code: bool = False, shared_prefix: bool = True, progress: bool = True,
                  num_fewshot: int | None = None, apply_chat_template: bool | str = False,
                  system_instruction: str | None = None, fewshot_as_multiturn: bool | None = None,
-                 log_samples: bool = True, echo: Callable[[str], None] | None = _echo) -> dict:
+                 log_samples: bool = True, overlap: bool | None = None, check_workers: int | None = None,
+                 echo: Callable[[str], None] | None = _echo) -> dict:
     """Sample each task adaptively until every instance has r passes (or
     another rule stops it), one task after the other; write one results file
     for all of them and return its contents (with the results of tasks that
@@ -285,6 +288,11 @@ def run_adaptive(tasks: str | Sequence[str], model, model_args: str | None = Non
     ``samples_<task>_<date>.jsonl`` (the per-instance counts the analysis reads).
     ``echo`` receives the progress messages (resuming, already complete, written).
     ``progress`` shows a bar per task (only when stderr is a terminal).
+    ``overlap`` scores a chunk's samples while the next chunk is generated
+    (default: where the task's filter executes code; False scores each chunk
+    inside its lm-eval call); the outcomes are the same either way.
+    ``check_workers`` is the number of processes that execute code (default:
+    the filter's ``workers``, else every CPU).
     """
     import lm_eval  # noqa: F401  (fail early when it is missing)
 
@@ -297,6 +305,9 @@ def run_adaptive(tasks: str | Sequence[str], model, model_args: str | None = Non
     task_list = [tasks] if isinstance(tasks, str) else list(dict.fromkeys(tasks))
     if not task_list:
         raise ValueError("no tasks given")
+    if check_workers is not None and (isinstance(check_workers, bool) or int(check_workers) != check_workers
+                                      or check_workers < 1):
+        raise ValueError(f"check_workers must be a positive integer, not {check_workers!r}")
     if fewshot_as_multiturn and not apply_chat_template:
         raise ValueError("fewshot_as_multiturn needs apply_chat_template (as in lm-eval)")
     if fewshot_as_multiturn is None:
@@ -364,7 +375,7 @@ def run_adaptive(tasks: str | Sequence[str], model, model_args: str | None = Non
             _sample(run, get_lm, facts, gen_kwargs=gen_kwargs, tm=tm, seed=seed, chunk_samples=chunk_samples,
                     progress=progress, confirm_run_unsafe_code=confirm_run_unsafe_code,
                     apply_chat_template=apply_chat_template, system_instruction=system_instruction,
-                    fewshot_as_multiturn=fewshot_as_multiturn)
+                    fewshot_as_multiturn=fewshot_as_multiturn, overlap=overlap, check_workers=check_workers)
 
     # Finished runs asked for samples they did not write the first time: add them.
     for run in runs:
@@ -453,15 +464,64 @@ def _finished_output(state: AdaptiveState, mdir: Path) -> Path | None:
     return path if path.is_file() else None
 
 
+def _scoring_pipeline(run: _TaskRun, **options):
+    """The task's filter pipeline that turns an instance's samples into
+    outcomes, with ``options`` (``workers``, ``progress``) given to its
+    code-execution steps; and whether it executes code (what is worth
+    overlapping with generation)."""
+    from lm_eval.api.filter import FilterEnsemble
+
+    from ..passuntil.filters import PassUntilExecuteFilter
+
+    (ensemble,) = [f for f in run.task_obj._filters if f.name == run.filter_name]
+    steps, executes = [], False
+    for step in ensemble.filters:
+        func = getattr(step, "func", step)
+        if isinstance(func, type) and issubclass(func, PassUntilExecuteFilter):
+            executes = True
+            if options:
+                step = functools.partial(func, **{**getattr(step, "keywords", {}), **options})
+        steps.append(step)
+    return FilterEnsemble(name=ensemble.name, filters=steps), executes
+
+
+def _in_background(fn: Callable[[], object]) -> Future:
+    """``fn()`` in a daemon thread (a run stopped with Ctrl-C does not wait
+    for it at exit), as a Future."""
+    future: Future = Future()
+    future.set_running_or_notify_cancel()
+
+    def target():
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the result
+            future.set_exception(exc)
+
+    threading.Thread(target=target, name="passuntil-scoring", daemon=True).start()
+    return future
+
+
 def _sample(run: _TaskRun, get_lm, facts: dict, *, gen_kwargs, tm, seed: int, chunk_samples: int,
             progress: bool, confirm_run_unsafe_code: bool, apply_chat_template, system_instruction,
-            fewshot_as_multiturn) -> None:
+            fewshot_as_multiturn, overlap: bool | None = None, check_workers: int | None = None) -> None:
     import lm_eval
+    from lm_eval.api.filter import FilterEnsemble
 
     state, name, task_obj = run.state, run.name, run.task_obj
     completions = run.completions
+    executes = _scoring_pipeline(run)[1]
+    # Overlap (the default where the filter executes code): a chunk is generated with its
+    # samples passed through unscored, and scored here, in a thread, while the next chunk is
+    # generated. The same filter runs on the same samples and documents, so the outcomes are
+    # those of the scoring inside lm-eval's call; only the order of the work changes.
+    overlap = executes if overlap is None else bool(overlap)
+    options = {} if check_workers is None else {"workers": check_workers}
+    if overlap:  # a checker's bar would fight the engine's
+        options["progress"] = False
+    scoring = _scoring_pipeline(run, **options)[0]
+    passthrough = FilterEnsemble(name=run.filter_name, filters=[])
 
-    def draw(plan: dict[int, int], chunk_seed: int) -> dict[int, list[bool]]:
+    def generate(plan: dict[int, int], chunk_seed: int, filters) -> list[dict]:
         lm = get_lm()
         state.info.update(facts)
         (m,) = set(plan.values())
@@ -475,32 +535,50 @@ def _sample(run: _TaskRun, get_lm, facts: dict, *, gen_kwargs, tm, seed: int, ch
         per_sample = (per_sample(seed=seed, task=name, doc_ids=ids, offsets={d: state.instances[d].n for d in ids})
                       if callable(per_sample) else contextlib.nullcontext())
         # -----------------------------------------------------------------------------------------
-        with per_sample, _no_per_call_environment_report(), quiet_task_bars():
-            res = lm_eval.simple_evaluate(
-                model=lm, tasks=[task_obj], samples={name: ids}, log_samples=True, bootstrap_iters=0,
-                gen_kwargs=gen_kwargs, task_manager=tm, random_seed=chunk_seed, numpy_random_seed=chunk_seed,
-                torch_random_seed=chunk_seed, fewshot_random_seed=seed,
-                apply_chat_template=apply_chat_template, system_instruction=system_instruction,
-                fewshot_as_multiturn=fewshot_as_multiturn,
-                confirm_run_unsafe_code=confirm_run_unsafe_code, verbosity="WARNING")
+        own_filters, task_obj._filters = task_obj._filters, [filters]  # only the pipeline the engine reads
+        try:
+            with per_sample, _no_per_call_environment_report(), quiet_task_bars():
+                res = lm_eval.simple_evaluate(
+                    model=lm, tasks=[task_obj], samples={name: ids}, log_samples=True, bootstrap_iters=0,
+                    gen_kwargs=gen_kwargs, task_manager=tm, random_seed=chunk_seed, numpy_random_seed=chunk_seed,
+                    torch_random_seed=chunk_seed, fewshot_random_seed=seed,
+                    apply_chat_template=apply_chat_template, system_instruction=system_instruction,
+                    fewshot_as_multiturn=fewshot_as_multiturn,
+                    confirm_run_unsafe_code=confirm_run_unsafe_code, verbosity="WARNING")
+        finally:
+            task_obj._filters = own_filters
         if hasattr(lm, "batch_sizes"):
             state.info["batch_sizes"] = _jsonable(list(lm.batch_sizes.values()))
+        return [rec for rec in res["samples"][name] if rec["filter"] == run.filter_name]
+
+    def finish(records: list[dict], statuses: list, round_: int, chunk_seed: int) -> dict[int, list[bool]]:
         drawn, lines = {}, []
-        for rec in res["samples"][name]:
-            if rec["filter"] != run.filter_name:
-                continue
+        for rec, st in zip(records, statuses):
             d = int(rec["doc_id"])
-            statuses = rec["filtered_resps"][0]
-            drawn[d] = outcome_flags(statuses)
-            lines.append({"doc_id": d, "round": state.round, "seed": chunk_seed,
+            drawn[d] = outcome_flags(st)
+            lines.append({"doc_id": d, "round": round_, "seed": chunk_seed,
                           "arguments": rec.get("arguments"),
-                          "samples": [[c, s] for c, s in zip(rec["resps"][0], statuses)]})
+                          "samples": [[c, s] for c, s in zip(rec["resps"][0], st)]})
         with open(completions, "a", encoding="utf-8") as f:
             for line in lines:
                 f.write(json.dumps(line) + "\n")
             f.flush()
             os.fsync(f.fileno())
         return drawn
+
+    def score(records: list[dict]) -> list:
+        resps, docs = [list(rec["resps"][0]) for rec in records], [rec["doc"] for rec in records]
+        for step in scoring.filters:  # as lm-eval's FilterEnsemble.apply
+            resps = step().apply(resps, docs)
+        return list(resps)
+
+    def draw(plan: dict[int, int], chunk_seed: int):
+        round_ = state.round
+        if not overlap:
+            records = generate(plan, chunk_seed, scoring)
+            return finish(records, [rec["filtered_resps"][0] for rec in records], round_, chunk_seed)
+        records = generate(plan, chunk_seed, passthrough)
+        return _in_background(lambda: finish(records, score(records), round_, chunk_seed))
 
     bar = None
     if progress:

@@ -117,6 +117,32 @@ def test_kill_and_resume_gives_identical_counts(tmp_path):
     assert json.loads(path.read_text())["finished"] is True
 
 
+def test_a_round_resumed_half_way_keeps_its_plan(tmp_path):
+    """Chunks recorded before the kill change the counts the plan is made from; the
+    resumed round must draw the lost chunks of the plan it started with (a regression:
+    it used to re-plan, giving the recorded instances another batch and shifting chunks)."""
+    p = population(40, seed=4)
+    rule = StopRule(r=2, cap=256)
+    ref = run_schedule(AdaptiveState(range(40), rule, seed=5), bernoulli(p), chunk_samples=32)
+    path = tmp_path / "state.json"
+    calls = []
+
+    def dying(plan, seed):
+        calls.append(plan)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return bernoulli(p)(plan, seed)
+
+    st = AdaptiveState(range(40), rule, seed=5)
+    with pytest.raises(KeyboardInterrupt):
+        run_schedule(st, dying, chunk_samples=32, save=lambda s: s.save(path))
+    resumed = AdaptiveState.load(path)
+    assert resumed.round == 0 and resumed.chunks_done == [0, 1]
+    run_schedule(resumed, bernoulli(p), chunk_samples=32)
+    assert resumed.to_json()["instances"] == ref.to_json()["instances"]
+    assert resumed.spent == ref.spent
+
+
 def test_seeds_depend_on_position_only():
     assert derive_seed(1, 0, 0) == derive_seed(1, 0, 0)
     assert len({derive_seed(1, r, c) for r in range(20) for c in range(20)}) == 400
