@@ -128,6 +128,30 @@ def check_completions(
     return [cache.get(k) for k in keys]
 
 
+_POOLS: dict[int, tuple] = {}  # thread id -> (pool, futures) of the check_completions it runs
+_POOLS_LOCK = threading.Lock()
+
+
+def cancel_checks(thread_id: int) -> None:
+    """Drop the programs still queued by the check running in thread
+    ``thread_id``; the running ones finish within their limits, and that
+    check raises ``CancelledError``. What Ctrl-C does to a check in the main
+    thread, for a check a background thread runs (signals reach only the main
+    thread, and an interpreter exits only after its pools' queued work ran)."""
+    with _POOLS_LOCK:
+        pool, futures = _POOLS.get(thread_id, (None, ()))
+    if pool is None:
+        return
+    pool.shutdown(wait=False, cancel_futures=True)  # takes the queued programs off the queue
+    for fut in futures:
+        # as_completed is not woken by cancel(), only by this (no worker will run these any more)
+        if fut.cancelled():
+            try:
+                fut.set_running_or_notify_cancel()
+            except RuntimeError:  # already notified
+                pass
+
+
 def _execute(todo, limits, cache, workers, progress, total):
     workers = workers or len(os.sched_getaffinity(0))
     bar = None
@@ -142,8 +166,12 @@ def _execute(todo, limits, cache, workers, progress, total):
         return key, run_program(problem["prompt"], completion, problem["test"], problem["entry_point"], limits)
 
     pool = ThreadPoolExecutor(max_workers=workers)
+    me = threading.get_ident()
+    futures = [pool.submit(one, k) for k in todo]
+    with _POOLS_LOCK:
+        _POOLS[me] = (pool, futures)
     try:
-        for fut in as_completed([pool.submit(one, k) for k in todo]):
+        for fut in as_completed(futures):
             key, verdict = fut.result()
             cache.put(key, verdict)
             if bar is not None:
@@ -152,6 +180,8 @@ def _execute(todo, limits, cache, workers, progress, total):
         # On Ctrl-C (or any error) the queued programs are dropped, not run
         # to the end with their verdicts thrown away: the running ones finish
         # within their limits, and a rerun with the cache resumes from there.
+        with _POOLS_LOCK:
+            _POOLS.pop(me, None)
         pool.shutdown(wait=True, cancel_futures=True)
         if bar is not None:
             bar.close()

@@ -485,9 +485,8 @@ def _scoring_pipeline(run: _TaskRun, **options):
     return FilterEnsemble(name=ensemble.name, filters=steps), executes
 
 
-def _in_background(fn: Callable[[], object]) -> Future:
-    """``fn()`` in a daemon thread (a run stopped with Ctrl-C does not wait
-    for it at exit), as a Future."""
+def _in_background(fn: Callable[[], object], threads: list[threading.Thread]) -> Future:
+    """``fn()`` in a daemon thread (appended to ``threads``), as a Future."""
     future: Future = Future()
     future.set_running_or_notify_cancel()
 
@@ -497,7 +496,9 @@ def _in_background(fn: Callable[[], object]) -> Future:
         except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the result
             future.set_exception(exc)
 
-    threading.Thread(target=target, name="passuntil-scoring", daemon=True).start()
+    thread = threading.Thread(target=target, name="passuntil-scoring", daemon=True)
+    threads[:] = [t for t in threads if t.is_alive()] + [thread]
+    thread.start()
     return future
 
 
@@ -520,6 +521,7 @@ def _sample(run: _TaskRun, get_lm, facts: dict, *, gen_kwargs, tm, seed: int, ch
         options["progress"] = False
     scoring = _scoring_pipeline(run, **options)[0]
     passthrough = FilterEnsemble(name=run.filter_name, filters=[])
+    scorers: list[threading.Thread] = []
 
     def generate(plan: dict[int, int], chunk_seed: int, filters) -> list[dict]:
         lm = get_lm()
@@ -578,7 +580,7 @@ def _sample(run: _TaskRun, get_lm, facts: dict, *, gen_kwargs, tm, seed: int, ch
             records = generate(plan, chunk_seed, scoring)
             return finish(records, [rec["filtered_resps"][0] for rec in records], round_, chunk_seed)
         records = generate(plan, chunk_seed, passthrough)
-        return _in_background(lambda: finish(records, score(records), round_, chunk_seed))
+        return _in_background(lambda: finish(records, score(records), round_, chunk_seed), scorers)
 
     bar = None
     if progress:
@@ -600,6 +602,16 @@ def _sample(run: _TaskRun, get_lm, facts: dict, *, gen_kwargs, tm, seed: int, ch
     on_progress(state)
     try:
         run_schedule(state, draw, chunk_samples=chunk_samples, save=save, on_progress=on_progress)
+    except BaseException:
+        # Stopped (Ctrl-C) while a chunk was still being executed: that chunk is lost anyway
+        # (run_schedule records only finished ones), so drop its queued programs; otherwise the
+        # interpreter would run them all before it exits.
+        from ..execution.checker import cancel_checks
+
+        for thread in scorers:
+            if thread.is_alive():
+                cancel_checks(thread.ident)
+        raise
     finally:
         if bar is not None:
             bar.close()

@@ -168,3 +168,40 @@ def test_programs_that_do_not_parse_fail_without_a_sandbox(monkeypatch):
     for bad in ("    return a +\n", "    return a\x00\n", "    return " + "(" * 300 + "a" + ")" * 300 + "\n"):
         v = run_program(ADD["prompt"], bad, ADD["test"], "add")
         assert v.status == "failed" and v.detail.startswith("program did not load")
+
+
+def test_a_check_in_a_background_thread_can_be_cancelled(counting, monkeypatch):
+    """cancel_checks drops the queued programs of a check another thread runs (the
+    engine's overlapped scoring, on Ctrl-C): it ends after the running program,
+    instead of running all the rest before the interpreter can exit."""
+    import threading
+    import time
+    from concurrent.futures import CancelledError
+
+    real = checker.run_program
+
+    def slow(prompt, completion, test, entry_point, limits):
+        time.sleep(0.2)
+        return real(prompt, completion, test, entry_point, limits)
+
+    monkeypatch.setattr(checker, "run_program", slow)
+    items = [(ADD, f"    return a + b + {i} - {i}\n") for i in range(30)]
+    outcome = {}
+
+    def check():
+        try:
+            outcome["verdicts"] = check_completions(items, workers=1)
+        except BaseException as exc:  # noqa: BLE001
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=check, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while len(counting) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    checker.cancel_checks(thread.ident)
+    thread.join(10)
+    assert not thread.is_alive()
+    assert isinstance(outcome.get("error"), CancelledError), outcome
+    assert 2 <= len(counting) <= 4  # the running program finished; the queued ones never ran
+    checker.cancel_checks(thread.ident)  # nothing running there any more: a no-op

