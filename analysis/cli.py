@@ -1,17 +1,16 @@
 """``python -m analysis scaling|emergence|seeds|backtest ...``
 
 Each analysis keeps its command beside its fit (``analysis/<method>/cli.py``);
-this module only assembles them, and holds what every command shares: the
-flag conventions (lm-eval's), the help formatter, and the plain-text
-descriptions made from the modules' docstrings.  The argparse pieces (help
-formatter, plain(), list options) are lm_eval_ext.conventions.flags', shared
-with lm-eval-ext and the lab, and re-exported here.
+this module only assembles them.  What every command shares (the flag
+conventions, lm-eval's; the help formatter; the plain-text descriptions made
+from the modules' docstrings) is in :mod:`analysis.commands`, whose argparse
+pieces are lm_eval_ext.conventions.flags', shared with lm-eval-ext and the lab.
 
 Flag conventions, as in lm-eval's own CLI:
 
 - snake_case names (``--n_boot``, ``--output_path``, ``--loss_task``); the
   kebab-case spellings of earlier versions are kept as aliases where listed in
-  :data:`BACKWARD_COMPATIBLE_ALIASES`;
+  :data:`analysis.commands.BACKWARD_COMPATIBLE_ALIASES`;
 - ``--output_path`` is the output directory of every command (``--out`` is an
   alias), ``--seed`` the random seed, ``--tasks`` a list of tasks and
   ``--task`` exactly one task;
@@ -24,13 +23,7 @@ from __future__ import annotations
 
 import argparse
 
-from .commands import (  # noqa: F401  (re-exported for callers of analysis.cli)
-    BACKWARD_COMPATIBLE_ALIASES,
-    RENAMED_FLAGS,
-    HelpFormatter,
-    add_command,
-    plain,
-)
+from .commands import HelpFormatter
 
 DESCRIPTION = """\
 Fits and forecasts over lm-eval result directories and tidy tables (CSV,

@@ -112,6 +112,8 @@ def _cmd_check(args) -> int:
         return _input_error(f"{out}: the output would overwrite the samples: give another --output_path")
     if not out.parent.is_dir():
         return _input_error(f"{out}: cannot write the output: no directory {out.parent}")
+    if out.is_dir():  # before any program runs (open() below would say so only after all ran)
+        return _input_error(f"{out}: cannot write the output (Is a directory)")
     if args.cache and any(_same_file(args.cache, p) for p in (samples_path, out, args.problems)):
         return _input_error(f"{args.cache}: --cache must be a file of its own (verdicts are appended to it)")
     try:

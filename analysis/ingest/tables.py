@@ -903,8 +903,8 @@ def select_metric(df: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
             if name not in have:
                 raise ValueError(f"task {task!r} has no metric {name!r}; its metrics: {have}")
             m = name
-        elif primary_metric(have):
-            m = primary_metric(have)
+        elif m := primary_metric(have):
+            pass
         elif len(have) == 1:
             m = have[0]
         else:

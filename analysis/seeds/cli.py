@@ -63,8 +63,8 @@ def _pick(available: list[str], wanted: str | None, what: str, task: str) -> str
         return wanted
     if len(available) == 1:
         return available[0]
-    if what == "metric" and primary_metric(available):
-        return primary_metric(available)
+    if what == "metric" and (metric := primary_metric(available)):
+        return metric
     raise ValueError(f"task {task!r} has several {what}s {available}: choose one with --{what}")
 
 

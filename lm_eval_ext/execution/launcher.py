@@ -691,6 +691,12 @@ def cap_python_threads(max_threads):
     return True
 
 
+def _unpack_read_paths(packed):
+    """The read rules as (path, is_dir) pairs: one rule a line, "d" (directory)
+    or "f" first (see sandbox._packed_read_paths)."""
+    return [(line[1:], line[0] == "d") for line in packed.split("\n") if line]
+
+
 def _readable(read_paths):
     """The audit hook's readable trees: ``read_paths`` and /dev/null."""
     return frozenset([os.devnull] + [p if isinstance(p, str) else p[0] for p in read_paths])
@@ -775,8 +781,7 @@ def _worker(job, call_r, reply_w, report, zyg=None):
         if zyg:
             read_paths = zyg["read_paths"]
         else:
-            # One rule a line, "d" (directory) or "f" first: see sandbox._packed_read_paths.
-            read_paths = [(line[1:], line[0] == "d") for line in job["read_paths"].split("\n") if line]
+            read_paths = _unpack_read_paths(job["read_paths"])
         if job.get("landlock", True) and landlock_abi() > 0:
             if ruleset is not None:
                 applied.append(apply_zygote_landlock(ruleset, [cwd, os.devnull]))
@@ -975,7 +980,7 @@ def supervise(job, stdin_fd, zyg=None):
             # Without its own tmpfs a zygote's child would work in the
             # directory all its siblings share: refuse, and the harness runs
             # the program the per-program way.
-            _write_msg(zyg["verdict_fd"], {"status": "zygote_error", "detail": "no private tmpfs"})
+            _write_msg(ZYGOTE_VERDICT_FD, {"status": "zygote_error", "detail": "no private tmpfs"})
             return
     else:
         applied = _private_workdir(job["limits"]) if os.getpid() == 1 else []
@@ -1121,7 +1126,7 @@ check(f)
 def zygote(ctl_fd=0):
     """Serve the harness on ``ctl_fd`` (a SOCK_SEQPACKET socket), one program
     at a time. Messages: a configuration frame first (``read_paths``,
-    ``sys_path``, ``preload``, ``landlock``), answered with ``ready``; then
+    ``sys_path``, ``preload``), answered with ``ready``; then
     ``run`` with three descriptors (the job's read end, the verdict's write
     end, the diagnostics file), answered ``S <pid>`` (the supervisor started)
     or ``E <why>``; then ``end``, answered ``ended`` once that supervisor,
@@ -1141,9 +1146,9 @@ def zygote(ctl_fd=0):
             except Exception:
                 pass
         sys.path.extend(p for p in cfg.get("sys_path", ()) if isinstance(p, str))
-        read_paths = [(line[1:], line[0] == "d") for line in cfg["read_paths"].split("\n") if line]
+        read_paths = _unpack_read_paths(cfg["read_paths"])
         ruleset, note = None, ""
-        if cfg.get("landlock", True) and landlock_abi() > 0:
+        if landlock_abi() > 0:
             try:
                 ruleset = zygote_read_ruleset(read_paths, os.getcwd())
             except OSError as exc:
@@ -1152,7 +1157,7 @@ def zygote(ctl_fd=0):
             seccomp_filter()
         pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         zyg = {"ruleset": ruleset, "read_paths": read_paths, "readable": _readable(read_paths),
-               "outer_uid": _outer_uid(), "verdict_fd": ZYGOTE_VERDICT_FD, "pidns": pidns}
+               "outer_uid": _outer_uid(), "pidns": pidns}
         import ctypes
 
         libc = _get_libc()
@@ -1163,7 +1168,7 @@ def zygote(ctl_fd=0):
         ctypes.c_uint32 * 2, ctypes.c_uint32 * 6  # drop_capabilities' array types: cached from now on
         gc.collect()
         gc.freeze()  # the children's collections leave the zygote's objects (and pages) alone
-        sock.send(encode({"ready": True, "pid": os.getpid(), "landlock": ruleset is not None, "note": note}))
+        sock.send(encode({"ready": True, "pid": os.getpid(), "note": note}))
     except Exception as exc:
         try:
             sock.send(encode({"ready": False, "note": "%s: %s" % (type(exc).__name__, exc)}))

@@ -303,6 +303,7 @@ def _mode() -> str:
 
 
 _GRACE = 5.0  # seconds on top of a program's limit: interpreter start-up, namespace creation
+_PROBE_LIMITS = Limits(timeout=10.0)  # sandbox.isolation's probe, and each zygote's (Setup.probe_limits)
 
 
 def _spawn(job: dict, wrapper: list[str], limits: Limits) -> tuple[dict | None, str, str | None]:
@@ -448,8 +449,7 @@ def isolation() -> Isolation:
         notes.append("`unshare` (util-linux) not found")
     candidates.append((False, []))
     for namespaced, wrapper in candidates:
-        verdict, _, _ = _spawn({"probe": True, "prompt": "", "completion": "", "test": "", "entry_point": "f"},
-                               wrapper, Limits(timeout=10.0))
+        verdict, _, _ = _spawn(zygote.PROBE_JOB, wrapper, _PROBE_LIMITS)
         if verdict and verdict.get("status") == "probe":
             if namespaced and verdict.get("pid_in_sandbox") != 1:
                 notes.append("namespaces did not take effect")
@@ -499,11 +499,14 @@ def _parse_error(source: str) -> str | None:
     return None
 
 
-def _zygote_setup(wrapper: tuple[str, ...], packages: tuple[str, ...]) -> zygote.Setup:
-    """What a zygote of this kind is started with (it reads ``_GRACE`` now)."""
+@functools.lru_cache(maxsize=None)
+def _zygote_setup(wrapper: tuple[str, ...], packages: tuple[str, ...], grace: float) -> zygote.Setup:
+    """What a zygote of this kind is started with (``grace``: ``_GRACE``, read
+    by the caller). Built once per kind; nothing changes it (a NamedTuple
+    whose ``env`` only goes to Popen)."""
     return zygote.Setup(wrapper=wrapper, packages=packages, launcher=_launcher(), cache_dir=_cache_dir(),
                         env=_env(), read_paths=_packed_read_paths(packages), sys_path=_read_paths(packages)[1],
-                        grace=_GRACE, probe_limits=Limits(timeout=10.0))
+                        grace=grace, probe_limits=_PROBE_LIMITS)
 
 
 def run_program(prompt: str, completion: str, test: str, entry_point: str,
@@ -532,7 +535,7 @@ def run_program(prompt: str, completion: str, test: str, entry_point: str,
     ran = None
     if iso.namespaces and _WRAPPER and zygote.enabled():
         # A fresh fork of a zygote, isolated as a per-program launch is (see zygote.py).
-        ran = zygote.run(job, limits, iso.applied, _zygote_setup(tuple(_WRAPPER), tuple(limits.packages)))
+        ran = zygote.run(job, limits, iso.applied, _zygote_setup(tuple(_WRAPPER), tuple(limits.packages), _GRACE))
     if ran is None:
         t0 = time.monotonic()
         ran = _spawn(job, list(_WRAPPER), limits)

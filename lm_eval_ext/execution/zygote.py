@@ -78,6 +78,10 @@ _END_TIMEOUT = 5.0      # for a program's processes to be gone once killed
 _MAX_START_FAILURES = 3  # in a row, per kind of zygote: then the per-program path for good
 _MAX_ZYGOTES = 64       # per kind; more concurrent programs run the per-program way
 _MAX_IDLE = max(4, 2 * len(os.sched_getaffinity(0)))  # per kind; more are stopped once idle
+# The probe's job (sandbox.isolation's and each zygote's): the launcher reports
+# the layers it applied instead of running a program. Never mutated: its
+# users (sandbox._spawn, Zygote.run) copy it.
+PROBE_JOB = {"probe": True, "prompt": "", "completion": "", "test": "", "entry_point": "f"}
 
 
 class ZygoteError(RuntimeError):
@@ -171,7 +175,7 @@ class Zygote:
             finally:
                 theirs.close()
             cfg = {"read_paths": setup.read_paths, "sys_path": list(setup.sys_path),
-                   "preload": list(PRELOAD), "landlock": True}
+                   "preload": list(PRELOAD)}
             self.sock.send(launcher.encode(cfg))
             hello = self._recv(time.monotonic() + _START_TIMEOUT)
             try:
@@ -183,7 +187,8 @@ class Zygote:
                     hello.get("note") if isinstance(hello, dict) else self.diagnostics() or "no reply"))
             if setup.wrapper and hello.get("pid") != 1:
                 raise ZygoteError("the zygote is not in its own pid namespace")
-            self.note = str(hello.get("note", ""))
+            if hello.get("note"):
+                log.info("code execution sandbox: zygote %d: %s", self.proc.pid, hello["note"])
         except BaseException:
             self.close()
             raise
@@ -361,8 +366,7 @@ class _Pool:
 
     def _check(self, z: Zygote, expected: tuple[str, ...]) -> None:
         """The zygote's children must be confined by every layer a per-program launch gets."""
-        probe = {"probe": True, "prompt": "", "completion": "", "test": "", "entry_point": "f"}
-        verdict, diag, _ = z.run(probe, z.setup.probe_limits)
+        verdict, diag, _ = z.run(PROBE_JOB, z.setup.probe_limits)
         if not verdict or verdict.get("status") != "probe" or verdict.get("pid_in_sandbox") != 1:
             raise ZygoteError("the zygote's probe failed: %s" % ((verdict or {}).get("detail") or diag or "no verdict"))
         missing = set(expected) - set(verdict.get("applied", ()))

@@ -36,6 +36,7 @@ into a silent NaN.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 from typing import Iterable, Optional, Protocol, Sequence
@@ -463,29 +464,43 @@ def pu_sequential(n, c, design: SequentialDesign) -> float:
     _check_n_c(np.asarray(n), np.asarray(c))
     if not design.stops(n, c):
         raise ValueError(f"the design does not stop at n={n}, c={c}")
+    return _pu_sequential(design, n, c)
+
+
+@functools.lru_cache(maxsize=None)
+def _open_states_ending_at(design: SequentialDesign) -> dict[int, list[tuple]]:
+    """:func:`_open_states` indexed by where the state's round ends (n0 + m)."""
+    ends: dict[int, list[tuple]] = {}
+    for states in _open_states(design):
+        for (n0, c0), (m, N, N1) in states.items():
+            ends.setdefault(n0 + m, []).append((n0, c0, m, N, N1))
+    return ends
+
+
+@functools.lru_cache(maxsize=1 << 16)  # instances of a task share (n, c) often
+def _pu_sequential(design: SequentialDesign, n: int, c: int) -> float:
     r = design.r
     haldane = bool(getattr(design, "r_or_cap", False))
     if haldane and c < r:
         return c / n  # a cap stop: T = c/n on every path here
     weights, values = [], []  # per open state leading here: its paths, and E[T | them]
-    for states in _open_states(design):
-        for (n0, c0), (m, N, N1) in states.items():
-            j = c - c0
-            if n0 + m != n or not 0 <= j <= m:
-                continue
-            w = N * math.comb(m, j)
-            weights.append(w)
-            if not haldane:
-                values.append(((math.comb(m - 1, j - 1) if j else 0) if n0 == 0 else N1 * math.comb(m, j)) / w)
-                continue
-            # The r-th pass is the s-th pass of this round, at its position i:
-            # comb(i-1, s-1) comb(m-i, j-s) of the comb(m, j) arrangements.
-            s = r - c0
-            i = np.arange(s, m - (j - s) + 1, dtype=np.float64)
-            logw = (special.gammaln(i) - special.gammaln(s) - special.gammaln(i - s + 1)
-                    + special.gammaln(m - i + 1) - special.gammaln(j - s + 1) - special.gammaln(m - i - j + s + 1)
-                    - (special.gammaln(m + 1) - special.gammaln(j + 1) - special.gammaln(m - j + 1)))
-            values.append(float(np.sum(np.exp(logw) * (r - 1) / (n0 + i - 1))))
+    for n0, c0, m, N, N1 in _open_states_ending_at(design).get(n, ()):
+        j = c - c0
+        if not 0 <= j <= m:
+            continue
+        w = N * math.comb(m, j)
+        weights.append(w)
+        if not haldane:
+            values.append(j / m if n0 == 0 else N1 / N)  # the first-pass paths' share (N = 1 at the start)
+            continue
+        # The r-th pass is the s-th pass of this round, at its position i:
+        # comb(i-1, s-1) comb(m-i, j-s) of the comb(m, j) arrangements.
+        s = r - c0
+        i = np.arange(s, m - (j - s) + 1, dtype=np.float64)
+        logw = (special.gammaln(i) - special.gammaln(s) - special.gammaln(i - s + 1)
+                + special.gammaln(m - i + 1) - special.gammaln(j - s + 1) - special.gammaln(m - i - j + s + 1)
+                - (special.gammaln(m + 1) - special.gammaln(j + 1) - special.gammaln(m - j + 1)))
+        values.append(float(np.sum(np.exp(logw) * (r - 1) / (n0 + i - 1))))
     total = sum(weights)
     if total == 0:
         raise ValueError(f"the design cannot stop at n={n}, c={c}: no sampling path leads there")
@@ -748,16 +763,18 @@ def estimate_instance(
             r=r, K=K, alpha=alpha, method=method, estimator="c/n" if design is None else "rao-blackwell",
         )
     if r is not None and K is not None:
-        estimate, estimator = (pu_unbiased(r, K), "(r-1)/(K-1)") if r >= 2 else (pu_paper(r, K), "r/K")
         if method == "clopper-pearson":
             lower, upper = negbin_interval(r, K, alpha)
         else:
             lower, upper = wilson(K, r, alpha)
     else:
-        estimate, estimator = c / n, "c/n"
         lower, upper = interval(n, c, alpha)
     if design is not None:
         estimate, estimator = pu_sequential(n, c, design), "rao-blackwell"
+    elif r is not None and K is not None:
+        estimate, estimator = (pu_unbiased(r, K), "(r-1)/(K-1)") if r >= 2 else (pu_paper(r, K), "r/K")
+    else:
+        estimate, estimator = c / n, "c/n"
     return InstanceEstimate(
         n=n, c=c, estimate=float(estimate), lower=float(lower), upper=float(upper),
         censored=False, r=r, K=K, alpha=alpha, method=method, estimator=estimator,

@@ -381,6 +381,8 @@ def run_schedule(state: AdaptiveState, draw: Draw, *, chunk_samples: int = 4096,
     lost); on Ctrl-C it is recorded only if its scoring has already finished.
     """
     def record(index: int, chunk: dict[int, int], drawn) -> None:
+        if isinstance(drawn, Future):
+            drawn = drawn.result()
         missing = [d for d in chunk if len(list(drawn.get(d, ()))) != chunk[d]]
         if missing:
             raise RuntimeError(f"the sampler returned the wrong number of outcomes for instances {missing[:5]}")
@@ -396,29 +398,27 @@ def run_schedule(state: AdaptiveState, draw: Draw, *, chunk_samples: int = 4096,
         if not plan:
             state.end_round()
             continue
-        scoring: tuple[int, dict[int, int], Future] | None = None  # at most one chunk is being scored
+        scoring: list[tuple[int, dict[int, int], Future]] = []  # at most one chunk is being scored
         try:
             for index, chunk in enumerate(chunk_plan(plan, chunk_samples)):
                 if index in state.chunks_done:
                     continue
                 drawn = draw(chunk, derive_seed(state.seed, state.round, index))
-                if scoring is not None:
-                    (i, c, f), scoring = scoring, None
-                    record(i, c, f.result())
+                if scoring:
+                    record(*scoring.pop())
                 if isinstance(drawn, Future):
-                    scoring = (index, chunk, drawn)
+                    scoring.append((index, chunk, drawn))
                 else:
                     record(index, chunk, drawn)
-            if scoring is not None:
-                (i, c, f), scoring = scoring, None
-                record(i, c, f.result())
+            if scoring:
+                record(*scoring.pop())
         except Exception:
-            if scoring is not None:  # the failure is the next chunk's: keep what was scored
-                record(scoring[0], scoring[1], scoring[2].result())
+            if scoring:  # the failure is the next chunk's: keep what was scored
+                record(*scoring.pop())
             raise
         except BaseException:
-            if scoring is not None and scoring[2].done() and scoring[2].exception() is None:
-                record(scoring[0], scoring[1], scoring[2].result())
+            if scoring and scoring[0][2].done() and scoring[0][2].exception() is None:
+                record(*scoring.pop())
             raise
         state.end_round()
         if save is not None:

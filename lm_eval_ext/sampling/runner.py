@@ -53,11 +53,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
+from types import SimpleNamespace
 
-from ..conventions.files import write_text_atomic
-from .adaptive import AdaptiveState, StopRule, run_schedule
 from ..conventions.console import progress_bar, quiet_task_bars, quiet_upstream
-from ..conventions.files import apply_umask
+from ..conventions.files import apply_umask, write_text_atomic
+from .adaptive import AdaptiveState, StopRule, run_schedule
 from ..passuntil.metrics import METRICS, outcome_flags, upper_bound
 from ..passuntil.stats import pass_at_k, pu_unbiased
 
@@ -110,9 +110,13 @@ def model_dir(output_path: str | os.PathLike, model, model_args: str | None = No
 
 def state_path(output_path: str | os.PathLike, task: str, model, model_args: str | None = None) -> Path:
     """The resumable state of ``task`` for this model under ``output_path``."""
+    return _state_file(model_dir(output_path, model, model_args), task)
+
+
+def _state_file(mdir: Path, task: str) -> Path:
     from lm_eval.utils import sanitize_model_name
 
-    return model_dir(output_path, model, model_args) / STATE_DIR / sanitize_model_name(task) / STATE_FILE
+    return mdir / STATE_DIR / sanitize_model_name(task) / STATE_FILE
 
 
 # ------------------------------------------------------------------ tasks
@@ -340,7 +344,7 @@ def run_adaptive(tasks: str | Sequence[str], model, model_args: str | None = Non
         n_docs = len(task_obj.eval_docs)
         doc_ids = list(range(n_docs if limit is None else _limit(limit, n_docs)))
         settings = {"task": given, **base_settings}
-        spath = mdir / STATE_DIR / sanitize_model_name(name) / STATE_FILE
+        spath = _state_file(mdir, name)
         _adopt_legacy(out, mdir, spath, settings, rule, seed, say)
         complete = None
         if spath.exists():
@@ -464,25 +468,27 @@ def _finished_output(state: AdaptiveState, mdir: Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def _scoring_pipeline(run: _TaskRun, **options):
+def _scoring_pipeline(run: _TaskRun, *, overlap: bool | None, check_workers: int | None):
     """The task's filter pipeline that turns an instance's samples into
-    outcomes, with ``options`` (``workers``, ``progress``) given to its
-    code-execution steps; and whether it executes code (what is worth
-    overlapping with generation)."""
+    outcomes, as the engine runs it, and whether it is run overlapped with
+    generation (by default where it executes code: the work worth overlapping).
+    ``check_workers`` reaches its code-execution steps; so does ``progress=False``
+    when overlapped (a checker's bar would fight the engine's)."""
     from lm_eval.api.filter import FilterEnsemble
 
     from ..passuntil.filters import PassUntilExecuteFilter
 
-    (ensemble,) = [f for f in run.task_obj._filters if f.name == run.filter_name]
-    steps, executes = [], False
-    for step in ensemble.filters:
+    def executes(step) -> bool:
         func = getattr(step, "func", step)
-        if isinstance(func, type) and issubclass(func, PassUntilExecuteFilter):
-            executes = True
-            if options:
-                step = functools.partial(func, **{**getattr(step, "keywords", {}), **options})
-        steps.append(step)
-    return FilterEnsemble(name=ensemble.name, filters=steps), executes
+        return isinstance(func, type) and issubclass(func, PassUntilExecuteFilter)
+
+    (ensemble,) = [f for f in run.task_obj._filters if f.name == run.filter_name]
+    overlap = any(map(executes, ensemble.filters)) if overlap is None else bool(overlap)
+    options = {**({} if check_workers is None else {"workers": check_workers}),
+               **({"progress": False} if overlap else {})}
+    steps = [functools.partial(getattr(step, "func", step), **{**getattr(step, "keywords", {}), **options})
+             if executes(step) and options else step for step in ensemble.filters]
+    return FilterEnsemble(name=ensemble.name, filters=steps), overlap
 
 
 def _in_background(fn: Callable[[], object], threads: list[threading.Thread]) -> Future:
@@ -510,16 +516,11 @@ def _sample(run: _TaskRun, get_lm, facts: dict, *, gen_kwargs, tm, seed: int, ch
 
     state, name, task_obj = run.state, run.name, run.task_obj
     completions = run.completions
-    executes = _scoring_pipeline(run)[1]
     # Overlap (the default where the filter executes code): a chunk is generated with its
     # samples passed through unscored, and scored here, in a thread, while the next chunk is
     # generated. The same filter runs on the same samples and documents, so the outcomes are
     # those of the scoring inside lm-eval's call; only the order of the work changes.
-    overlap = executes if overlap is None else bool(overlap)
-    options = {} if check_workers is None else {"workers": check_workers}
-    if overlap:  # a checker's bar would fight the engine's
-        options["progress"] = False
-    scoring = _scoring_pipeline(run, **options)[0]
+    scoring, overlap = _scoring_pipeline(run, overlap=overlap, check_workers=check_workers)
     passthrough = FilterEnsemble(name=run.filter_name, filters=[])
     scorers: list[threading.Thread] = []
 
@@ -569,10 +570,10 @@ def _sample(run: _TaskRun, get_lm, facts: dict, *, gen_kwargs, tm, seed: int, ch
         return drawn
 
     def score(records: list[dict]) -> list:
-        resps, docs = [list(rec["resps"][0]) for rec in records], [rec["doc"] for rec in records]
-        for step in scoring.filters:  # as lm-eval's FilterEnsemble.apply
-            resps = step().apply(resps, docs)
-        return list(resps)
+        # lm-eval's own FilterEnsemble.apply, on what it reads of an Instance
+        insts = [SimpleNamespace(resps=list(rec["resps"][0]), doc=rec["doc"], filtered_resps={}) for rec in records]
+        scoring.apply(insts)
+        return [inst.filtered_resps[scoring.name] for inst in insts]
 
     def draw(plan: dict[int, int], chunk_seed: int):
         round_ = state.round

@@ -30,8 +30,9 @@ from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingW
 from transformers.generation.utils import GenerationMixin
 
 import lm_eval.models  # noqa: F401  (lm-eval's built-in models first)
-from lm_eval.api import registry
 from lm_eval.models.huggingface import HFLM
+
+from . import register_model
 
 __all__ = ["MODEL_NAME", "SharedPrefixHFLM", "register"]
 
@@ -211,18 +212,6 @@ class SharedPrefixHFLM(HFLM):
 
 def register() -> None:
     """Register :class:`SharedPrefixHFLM` as ``hf-shared-prefix`` (idempotent)."""
-    if MODEL_NAME in registry.model_registry:
-        existing = registry.model_registry.get(MODEL_NAME)
-        if existing is SharedPrefixHFLM:
-            return
-        if (getattr(existing, "__module__", None), getattr(existing, "__qualname__", None)) == (
-            SharedPrefixHFLM.__module__,
-            SharedPrefixHFLM.__qualname__,
-        ):
-            return  # this module, imported again (e.g. reloaded): keep the first class
-        log.warning("lm_eval_ext: model %r is already registered by someone else; keeping theirs", MODEL_NAME)
-        return
-    registry.register_model(MODEL_NAME)(SharedPrefixHFLM)
-
+    register_model(MODEL_NAME, SharedPrefixHFLM)
 
 register()

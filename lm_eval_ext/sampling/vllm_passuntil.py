@@ -57,8 +57,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import lm_eval.models  # noqa: F401  (lm-eval's built-in models first)
-from lm_eval.api import registry
 from lm_eval.models.utils import maybe_truncate, postprocess_generated_text
+
+from . import register_model
 
 
 def _import_lm_eval_vllm():
@@ -436,13 +437,6 @@ class VLLMPassUntil(VLLM):
 
 def register() -> None:
     """Register :class:`VLLMPassUntil` as ``vllm-passuntil`` (idempotent; keeps someone else's)."""
-    existing = registry.model_registry.get(MODEL_NAME, None) if MODEL_NAME in registry.model_registry else None
-    if existing is None:
-        registry.register_model(MODEL_NAME)(VLLMPassUntil)
-    elif existing is not VLLMPassUntil and (getattr(existing, "__module__", None),
-                                            getattr(existing, "__qualname__", None)) != (
-            VLLMPassUntil.__module__, VLLMPassUntil.__qualname__):
-        log.warning("lm_eval_ext: model %r is already registered by someone else; keeping theirs", MODEL_NAME)
-
+    register_model(MODEL_NAME, VLLMPassUntil)
 
 register()
