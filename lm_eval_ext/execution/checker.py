@@ -19,8 +19,9 @@ import hashlib
 import json
 import os
 import threading
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import CancelledError, ThreadPoolExecutor, as_completed
 
 from .sandbox import Limits, Verdict, run_program
 
@@ -128,20 +129,24 @@ def check_completions(
     return [cache.get(k) for k in keys]
 
 
-_POOLS: dict[int, tuple] = {}  # thread id -> (pool, futures) of the check_completions it runs
+_POOLS: dict[threading.Thread, tuple] = {}  # thread -> (pool, futures) of the check it runs
+_CANCELLED: weakref.WeakSet = weakref.WeakSet()  # threads whose checks were cancelled
 _POOLS_LOCK = threading.Lock()
 
 
-def cancel_checks(thread_id: int) -> None:
-    """Drop the programs still queued by the check running in thread
-    ``thread_id``; the running ones finish within their limits, and that
-    check raises ``CancelledError``. What Ctrl-C does to a check in the main
-    thread, for a check a background thread runs (signals reach only the main
-    thread, and an interpreter exits only after its pools' queued work ran)."""
+def cancel_checks(thread: threading.Thread) -> None:
+    """Drop the programs still queued by the check running in ``thread``, and
+    refuse any check it starts later (``CancelledError``); the running programs
+    finish within their limits, and the check raises ``CancelledError``. What
+    Ctrl-C does to a check in the main thread, for a check a background thread
+    runs (signals reach only the main thread, and an interpreter exits only
+    after its pools' queued work ran). The mark lasts as long as the thread
+    object: meant for a thread that exists to run this one piece of work."""
     with _POOLS_LOCK:
-        pool, futures = _POOLS.get(thread_id, (None, ()))
+        _CANCELLED.add(thread)
+        pool, futures = _POOLS.get(thread, (None, ()))
     if pool is None:
-        return
+        return  # not checking yet (or any more): the mark refuses its next check
     pool.shutdown(wait=False, cancel_futures=True)  # takes the queued programs off the queue
     for fut in futures:
         # as_completed is not woken by cancel(), only by this (no worker will run these any more)
@@ -166,9 +171,14 @@ def _execute(todo, limits, cache, workers, progress, total):
         return key, run_program(problem["prompt"], completion, problem["test"], problem["entry_point"], limits)
 
     pool = ThreadPoolExecutor(max_workers=workers)
-    me = threading.get_ident()
-    futures = [pool.submit(one, k) for k in todo]
+    me = threading.current_thread()
+    # Submitted and registered in one step: a cancel_checks that comes while the
+    # first programs already run (before the rest are registered) still sees them all.
     with _POOLS_LOCK:
+        if me in _CANCELLED:
+            pool.shutdown(wait=False)
+            raise CancelledError(f"the checks of thread {me.name!r} were cancelled")
+        futures = [pool.submit(one, k) for k in todo]
         _POOLS[me] = (pool, futures)
     try:
         for fut in as_completed(futures):

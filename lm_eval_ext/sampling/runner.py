@@ -611,7 +611,7 @@ def _sample(run: _TaskRun, get_lm, facts: dict, *, gen_kwargs, tm, seed: int, ch
 
         for thread in scorers:
             if thread.is_alive():
-                cancel_checks(thread.ident)
+                cancel_checks(thread)
         raise
     finally:
         if bar is not None:

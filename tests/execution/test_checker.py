@@ -199,9 +199,72 @@ def test_a_check_in_a_background_thread_can_be_cancelled(counting, monkeypatch):
     deadline = time.monotonic() + 30
     while len(counting) < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
-    checker.cancel_checks(thread.ident)
+    checker.cancel_checks(thread)
     thread.join(10)
     assert not thread.is_alive()
     assert isinstance(outcome.get("error"), CancelledError), outcome
     assert 2 <= len(counting) <= 4  # the running program finished; the queued ones never ran
-    checker.cancel_checks(thread.ident)  # nothing running there any more: a no-op
+    checker.cancel_checks(thread)  # nothing running there any more: a no-op
+
+
+def test_a_cancel_that_comes_as_the_first_program_starts_still_drops_the_rest(monkeypatch):
+    """The race CI hit: the first program already ran when cancel_checks came,
+    before the check had registered its queue. Submitting and registering are
+    one step now, so a cancel from inside the first program drops all the rest."""
+    import threading
+    from concurrent.futures import CancelledError
+
+    real = checker.run_program
+    ran, outcome, owner = [], {}, []
+
+    def first_cancels(prompt, completion, test, entry_point, limits):
+        ran.append(completion)
+        if len(ran) == 1:
+            checker.cancel_checks(owner[0])
+        return real(prompt, completion, test, entry_point, limits)
+
+    monkeypatch.setattr(checker, "run_program", first_cancels)
+    items = [(ADD, f"    return a + b + {i} - {i}\n") for i in range(30)]
+
+    def check():
+        try:
+            outcome["verdicts"] = check_completions(items, workers=1)
+        except BaseException as exc:  # noqa: BLE001
+            outcome["error"] = exc
+
+    for _ in range(5):  # the window was a scheduling accident: try it a few times
+        ran.clear()
+        outcome.clear()
+        thread = threading.Thread(target=check, daemon=True)
+        owner[:] = [thread]
+        thread.start()
+        thread.join(20)
+        assert not thread.is_alive()
+        assert isinstance(outcome.get("error"), CancelledError), outcome
+        assert len(ran) == 1, len(ran)
+
+
+def test_a_thread_cancelled_before_its_check_starts_runs_none_of_it(counting):
+    """Ctrl-C while the scoring thread is still preparing its check (before any
+    program is queued): the check it then starts is refused, nothing runs."""
+    import threading
+    from concurrent.futures import CancelledError
+
+    go, outcome = threading.Event(), {}
+
+    def check():
+        go.wait(10)
+        try:
+            outcome["verdicts"] = check_completions([(ADD, GOOD), (ADD, BAD)], workers=1)
+        except BaseException as exc:  # noqa: BLE001
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=check, daemon=True)
+    thread.start()
+    checker.cancel_checks(thread)
+    go.set()
+    thread.join(10)
+    assert isinstance(outcome.get("error"), CancelledError), outcome
+    assert counting == []
+    # the mark belongs to that thread only: another thread checks as usual
+    assert [v.passed for v in check_completions([(ADD, GOOD), (ADD, BAD)], workers=1)] == [True, False]
