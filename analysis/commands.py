@@ -14,6 +14,7 @@ from lm_eval_ext.conventions.flags import (  # noqa: F401  (re-exported: analysi
     HelpFormatter,
     ListAction,
     RenamedFlag,
+    add_command as _add_command,
     add_list_argument,
     add_output_path,
     format_default,
@@ -40,11 +41,8 @@ RENAMED_FLAGS = {
     "seeds": {"--level": "--alpha"},
 }
 
+
 def add_command(subparsers, name: str, *, help: str, description: str | None):
-    """A subcommand parser with the shared conventions: the description (a
-    module docstring) as plain text, defaults in every help, and the
-    removed flags of :data:`RENAMED_FLAGS` as errors that name the new ones."""
-    parser = subparsers.add_parser(name, help=help, description=plain(description), formatter_class=HelpFormatter)
-    for old, new in RENAMED_FLAGS.get(name, {}).items():
-        parser.add_argument(old, action=RenamedFlag, new=new)
-    return parser
+    """:func:`lm_eval_ext.conventions.flags.add_command` with this package's
+    :data:`RENAMED_FLAGS`."""
+    return _add_command(subparsers, name, help=help, description=description, renamed=RENAMED_FLAGS.get(name))

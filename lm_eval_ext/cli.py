@@ -26,7 +26,7 @@ import math
 import sys
 from pathlib import Path
 
-from .conventions.flags import (HelpFormatter, RenamedFlag, add_legacy_alias, add_list_argument, add_output_path,
+from .conventions.flags import (HelpFormatter, add_command, add_legacy_alias, add_list_argument, add_output_path,
                               plain)
 
 #: old spelling -> the flag it now spells (shown in help as an alias), per command.
@@ -474,12 +474,7 @@ def _positive_int(text: str) -> int:
 
 
 def _add_command(sub, name: str, help: str):
-    """A subcommand with the shared conventions: defaults in every help, and
-    the removed flags of RENAMED_FLAGS as errors that name the new ones."""
-    parser = sub.add_parser(name, help=help, description=help, formatter_class=HelpFormatter)
-    for old, new in RENAMED_FLAGS.get(name, {}).items():
-        parser.add_argument(old, action=RenamedFlag, new=new)
-    return parser
+    return add_command(sub, name, help=help, renamed=RENAMED_FLAGS.get(name))
 
 
 def build_parser() -> argparse.ArgumentParser:

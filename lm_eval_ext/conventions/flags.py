@@ -103,6 +103,19 @@ def add_list_argument(parser, *names, item_type=str, default=None, metavar=None,
                                metavar=metavar, **kwargs)
 
 
+def add_command(subparsers, name: str, *, help: str, description: str | None = None,
+                renamed: dict[str, str] | None = None) -> argparse.ArgumentParser:
+    """A subcommand parser with the shared conventions: the description (a
+    docstring, shown as plain text; the one-line help where there is none),
+    defaults in every help, and the removed flags of ``renamed`` (old -> new)
+    as errors that name the new ones."""
+    parser = subparsers.add_parser(name, help=help, description=plain(description) if description else help,
+                                   formatter_class=HelpFormatter)
+    for old, new in (renamed or {}).items():
+        parser.add_argument(old, action=RenamedFlag, new=new)
+    return parser
+
+
 class RenamedFlag(argparse.Action):
     """A removed flag (hidden from help): using it is an error naming the new
     one.  Kept for flags whose old name meant different things in different
