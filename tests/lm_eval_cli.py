@@ -31,3 +31,35 @@ def run_parallel(cmds: list[list[str]], cwd: Path, *, width: int = 2, env: dict 
         proc, cmd = running.pop(0)
         _, err = proc.communicate(timeout=timeout)
         assert proc.returncode == 0, f"{cmd}\n{err[-4000:]}"
+
+
+def sigkill_when(cmd: list[str], state_file: Path, ready, *, env: dict, cwd: Path | None = None,
+                 timeout: float = 300, poll: float = 0.01) -> None:
+    """Start ``cmd`` in a process group of its own and SIGKILL the whole group
+    (an engine's helper processes too) as soon as its PassUntil state file
+    shows ``ready(state)``; fail if it finishes, exits or makes no such
+    progress first."""
+    import json
+    import signal
+    import time
+
+    import pytest
+
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if state_file.exists():
+                st = json.loads(state_file.read_text())
+                if st["finished"]:
+                    pytest.fail("the run finished before it could be killed: give it more work")
+                if ready(st):
+                    return
+            if proc.poll() is not None:
+                pytest.fail(f"the run exited with {proc.returncode} before it was killed")
+            time.sleep(poll)
+        pytest.fail("the run made no progress to kill")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -159,28 +159,27 @@ def cancel_checks(thread: threading.Thread) -> None:
 
 def _execute(todo, limits, cache, workers, progress, total):
     workers = workers or len(os.sched_getaffinity(0))
-    bar = None
-    if progress:
-        from ..conventions.console import progress_bar
-
-        desc = progress if isinstance(progress, str) else "executing"
-        bar = progress_bar(total=len(todo), desc=f"{desc} ({len(todo)} unique of {total})", unit="prog")
 
     def one(key):
         problem, completion = todo[key]
         return key, run_program(problem["prompt"], completion, problem["test"], problem["entry_point"], limits)
 
-    pool = ThreadPoolExecutor(max_workers=workers)
     me = threading.current_thread()
     # Submitted and registered in one step: a cancel_checks that comes while the
     # first programs already run (before the rest are registered) still sees them all.
     with _POOLS_LOCK:
         if me in _CANCELLED:
-            pool.shutdown(wait=False)
             raise CancelledError(f"the checks of thread {me.name!r} were cancelled")
+        pool = ThreadPoolExecutor(max_workers=workers)
         futures = [pool.submit(one, k) for k in todo]
         _POOLS[me] = (pool, futures)
+    bar = None
     try:
+        if progress:
+            from ..conventions.console import progress_bar
+
+            desc = progress if isinstance(progress, str) else "executing"
+            bar = progress_bar(total=len(todo), desc=f"{desc} ({len(todo)} unique of {total})", unit="prog")
         for fut in as_completed(futures):
             key, verdict = fut.result()
             cache.put(key, verdict)

@@ -4,16 +4,13 @@ killed with SIGKILL in the middle and resumed."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from tests.toy_task import write_exact_match_task
-from tests.lm_eval_cli import offline_env
+from tests.lm_eval_cli import offline_env, sigkill_when
 
 TOKENS = [" a", " b", " c", "e", "s", "t", "(", ")", ":", " =", " x", " in"]
 
@@ -53,24 +50,8 @@ def test_kill_and_resume_through_lm_eval(tiny_model_dir, tmp_path):
     assert ref_state["finished"]
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(cmd(tiny_model_dir, tasks, killed), env=offline_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    state = state_file(killed, tiny_model_dir)
-    deadline = time.time() + 300
-    try:
-        while time.time() < deadline:
-            if state.exists():
-                st = json.loads(state.read_text())
-                if (st["round"] >= 1 or st["chunks_done"]) and not st["finished"]:
-                    break
-                if st["finished"]:
-                    pytest.fail("the run finished before it could be killed: give it more work")
-            time.sleep(0.01)
-        else:
-            pytest.fail("the run made no progress to kill")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    sigkill_when(cmd(tiny_model_dir, tasks, killed), state_file(killed, tiny_model_dir),
+                 lambda st: st["round"] >= 1 or bool(st["chunks_done"]), env=offline_env())
     part, part_state = outcomes(killed, tiny_model_dir)
     assert not part_state["finished"] and 0 < sum(map(len, part.values())) < sum(map(len, ref_out.values()))
 

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -41,7 +39,7 @@ from lm_eval_ext.sampling.vllm_passuntil import (  # noqa: E402
     base_seed,
     split_by_load,
 )
-from tests.lm_eval_cli import offline_env  # noqa: E402
+from tests.lm_eval_cli import offline_env, sigkill_when  # noqa: E402
 from tests.toy_task import write_exact_match_task  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -175,25 +173,8 @@ def test_killed_and_resumed_through_the_cli(tiny_model_dir, task_dir, reference,
     env.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)  # as a user runs it: vLLM's engine-core process
     cmd = cli(tiny_model_dir, task_dir, tmp_path)
     spath = state_path(tmp_path, TASK, "vllm-passuntil", model_args(tiny_model_dir))
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            if spath.exists():
-                st = json.loads(spath.read_text())
-                if st["finished"]:
-                    pytest.fail("the run finished before it could be killed")
-                if st["round"] >= 2 or len(st["chunks_done"]) >= 2:
-                    break
-            if proc.poll() is not None:
-                pytest.fail(f"the run exited with {proc.returncode} before it was killed")
-            time.sleep(0.05)
-        else:
-            pytest.fail("no progress to kill")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    sigkill_when(cmd, spath, lambda st: st["round"] >= 2 or len(st["chunks_done"]) >= 2, env=env, cwd=ROOT,
+                 poll=0.05)
     st = json.loads(spath.read_text())
     assert not st["finished"] and 0 < sum(len(i["outcomes"]) for i in st["instances"].values())
 
